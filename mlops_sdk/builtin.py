@@ -1,0 +1,43 @@
+"""The built-in plugin: local backends and the standard run-context providers.
+
+Registered through the ``mlops_sdk`` entry point group like any third-party
+plugin. Factories are import paths, so listing them imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlops_sdk.hookspecs import hookimpl
+from mlops_sdk.plugins import Registrar
+
+
+@hookimpl
+def mlops_register_backends(register: Registrar) -> None:
+    register.tracking(
+        "sqlite",
+        "mlops_sdk.tracking.sql:open_sqlite",
+        description="SQLite file (WAL, many processes); sqlite:///relative.db or sqlite:////abs.db",
+    )
+    register.storage("file", "mlops_sdk.storage.fsspec_storage:open_local", description="local folder")
+    register.storage(
+        "memory", "mlops_sdk.storage.fsspec_storage:open_memory", description="in-process memory (tests)"
+    )
+    register.compute("local", "mlops_sdk.compute.local:LocalCompute", description="a subprocess per job")
+
+
+@hookimpl
+def mlops_run_context(experiment_name: str, run_name: str) -> dict[str, Any]:
+    from mlops_sdk import context
+
+    sections: dict[str, Any] = {
+        "python": context.python_context(),
+        "platform": context.platform_context(),
+        "command": context.command_context(),
+        "env": context.env_context(),
+        "packages": context.packages(),
+    }
+    git = context.git_context()
+    if git is not None:
+        sections["git"] = git
+    return sections

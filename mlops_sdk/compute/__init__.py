@@ -1,0 +1,1 @@
+"""Compute backends: where jobs (functions run as tracked runs) execute."""

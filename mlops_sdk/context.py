@@ -1,0 +1,111 @@
+"""What a run records about where it ran: git, Python, packages, command, host.
+
+These are the built-in ``mlops_run_context`` providers (registered by
+:mod:`mlops_sdk.builtin`). What cannot change within a process (Python,
+packages, host) is computed once per process; git is read at every run start,
+since code changes between runs in a notebook.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import socket
+import subprocess
+import sys
+from typing import Any
+
+from mlops_sdk.redact import redact_argv, redact_mapping
+
+MAX_DIFF_BYTES = 1 << 20
+_ENV_PREFIXES = ("MLOPS_", "CUDA_", "PYTHON", "OMP_", "MKL_", "SLURM_", "CI", "GITHUB_", "VIRTUAL_ENV", "CONDA_")
+
+
+def _git(*args: str, cwd: str | None = None) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.decode("utf-8", "replace")
+
+
+def git_context(cwd: str | None = None) -> dict[str, Any] | None:
+    """Commit, branch, remote, and the uncommitted diff (capped at 1 MiB), or None outside git."""
+    status = _git("status", "--porcelain=v2", "--branch", "--untracked-files=no", cwd=cwd)
+    if status is None:
+        return None
+    info: dict[str, Any] = {"commit": None, "branch": None, "dirty": False}
+    for line in status.splitlines():
+        if line.startswith("# branch.oid "):
+            oid = line.split(" ", 2)[2]
+            info["commit"] = None if oid == "(initial)" else oid
+        elif line.startswith("# branch.head "):
+            head = line.split(" ", 2)[2]
+            info["branch"] = None if head == "(detached)" else head
+        elif not line.startswith("#"):
+            info["dirty"] = True
+    top = _git("rev-parse", "--show-toplevel", cwd=cwd)
+    if top:
+        info["root"] = top.strip()
+    remote = _git("config", "--get", "remote.origin.url", cwd=cwd)
+    if remote:
+        from mlops_sdk.redact import redact_uri
+
+        info["remote"] = redact_uri(remote.strip())
+    if info["dirty"] and info["commit"]:
+        diff = _git("diff", "HEAD", "--no-color", "--no-ext-diff", cwd=cwd) or ""
+        if len(diff.encode()) > MAX_DIFF_BYTES:
+            info["diff_truncated"] = True
+            diff = diff.encode()[:MAX_DIFF_BYTES].decode("utf-8", "ignore")
+        info["diff"] = diff
+    return info
+
+
+@functools.lru_cache(maxsize=1)
+def packages() -> dict[str, str]:
+    """Installed distributions and their versions (once per process)."""
+    from importlib.metadata import distributions
+
+    out: dict[str, str] = {}
+    for dist in distributions():
+        name = dist.metadata.get("Name")
+        if name:
+            out[name] = dist.version
+    return dict(sorted(out.items(), key=lambda kv: kv[0].lower()))
+
+
+@functools.lru_cache(maxsize=1)
+def python_context() -> dict[str, Any]:
+    return {
+        "version": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "executable": sys.executable,
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def platform_context() -> dict[str, Any]:
+    return {
+        "system": platform.system(),
+        "release": platform.release(),
+        "machine": platform.machine(),
+        "host": socket.gethostname(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def command_context() -> dict[str, Any]:
+    return {"argv": redact_argv(sys.argv), "cwd": os.getcwd(), "pid": os.getpid()}
+
+
+def env_context() -> dict[str, str]:
+    """Environment variables that shape a run (CUDA, threads, CI…), secrets redacted."""
+    picked = {k: v for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES)}
+    return dict(sorted(redact_mapping(picked).items()))

@@ -1,0 +1,1 @@
+"""Deployer backends: where and how a model version is served."""

@@ -1,0 +1,104 @@
+"""Typed errors raised by mlops-sdk.
+
+Every error the library raises on purpose derives from :class:`MlopsError`, so
+callers can catch one class. Each message says what was wrong and, where it
+helps, what to do about it. Errors from deep inside a backend are wrapped at
+the facade (``raise BackendError(...) from exc``) so users never have to know
+which database or file system library sits underneath.
+"""
+
+from __future__ import annotations
+
+
+class MlopsError(Exception):
+    """Base class of every error mlops-sdk raises on purpose."""
+
+
+class InvalidName(MlopsError, ValueError):
+    """A name (experiment, run, metric, param, tag, artifact path…) is not allowed."""
+
+
+class InvalidValue(MlopsError, ValueError):
+    """A value has the wrong type or is out of range (NaN/inf where not allowed…)."""
+
+
+class InvalidFilter(MlopsError, ValueError):
+    """A run filter or order-by expression could not be parsed."""
+
+
+class ConfigError(MlopsError):
+    """The workspace configuration (arguments, env, mlops.toml) is inconsistent."""
+
+
+class UnknownScheme(ConfigError):
+    """A backend URI uses a scheme no installed plugin provides."""
+
+
+class MissingDependency(MlopsError, ImportError):
+    """A feature needs an optional package that is not installed."""
+
+
+class PluginError(MlopsError):
+    """A plugin failed to import, register or run; the message names the plugin."""
+
+
+class NotFound(MlopsError, LookupError):
+    """Base class of lookups that found nothing."""
+
+
+class RunNotFound(NotFound):
+    """No run has the given id."""
+
+
+class ExperimentNotFound(NotFound):
+    """No experiment has the given name or id."""
+
+
+class ArtifactNotFound(NotFound):
+    """A run has no artifact at the given path."""
+
+
+class ObjectNotFound(NotFound):
+    """The storage backend holds no object under the given key."""
+
+
+class RunNotActive(MlopsError):
+    """Something was logged to a run that has already ended, or no run is active."""
+
+
+class ParamConflict(MlopsError, ValueError):
+    """A parameter was logged twice with different values (params are immutable)."""
+
+
+class IntegrityError(MlopsError):
+    """Stored bytes do not match their recorded hash (corruption or tampering)."""
+
+
+class BackendError(MlopsError):
+    """A backend failed; the message names the backend and the cause is chained."""
+
+
+class JobError(MlopsError):
+    """A compute job failed, was cancelled, or its result cannot be read."""
+
+
+__all__ = [
+    "ArtifactNotFound",
+    "BackendError",
+    "ConfigError",
+    "ExperimentNotFound",
+    "IntegrityError",
+    "InvalidFilter",
+    "InvalidName",
+    "InvalidValue",
+    "JobError",
+    "MissingDependency",
+    "MlopsError",
+    "NotFound",
+    "ObjectNotFound",
+    "ParamConflict",
+    "PluginError",
+    "RunNotActive",
+    "RunNotFound",
+    "UnknownScheme",
+]

@@ -1,0 +1,1 @@
+"""Storage backends: where blobs (artifacts, dataset files, models) live."""

@@ -1,0 +1,225 @@
+"""Storage on any fsspec file system, and the local-folder storage built on it.
+
+Every fsspec protocol (``file``, ``memory``, and through plugins ``s3``,
+``az``, …) gets the same atomic-put discipline: write under a temporary key
+that listings skip, then move it into place. Local folders move with
+``os.replace``, which is atomic on POSIX.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from mlops_sdk.errors import BackendError, ObjectNotFound
+from mlops_sdk.storage.base import Storage
+from mlops_sdk.validation import validate_relpath
+
+TMP_PREFIX = ".tmp"
+
+
+class FsspecStorage(Storage):
+    """A storage rooted at a folder of an fsspec file system."""
+
+    def __init__(self, fs: Any, root: str, uri: str) -> None:
+        self.fs = fs
+        self.root = root.rstrip("/")
+        self.uri = uri
+
+    def _path(self, key: str) -> str:
+        validate_relpath("storage key", key)
+        return f"{self.root}/{key}"
+
+    def _missing(self, key: str) -> ObjectNotFound:
+        return ObjectNotFound(f"no object {key!r} in storage {self.uri}")
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        final = self._path(key)
+        tmp = f"{self.root}/{TMP_PREFIX}/{uuid.uuid4().hex}"
+        try:
+            self.fs.pipe_file(tmp, data)
+            self.fs.mv(tmp, final)
+        except Exception as exc:
+            self._cleanup(tmp)
+            raise BackendError(f"storage {self.uri}: could not write {key!r}: {exc}") from exc
+
+    def put_file(self, key: str, local_path: str | Path) -> None:
+        final = self._path(key)
+        tmp = f"{self.root}/{TMP_PREFIX}/{uuid.uuid4().hex}"
+        try:
+            self.fs.put_file(str(local_path), tmp)
+            self.fs.mv(tmp, final)
+        except FileNotFoundError as exc:
+            self._cleanup(tmp)
+            raise ObjectNotFound(f"local file {str(local_path)!r} does not exist") from exc
+        except Exception as exc:
+            self._cleanup(tmp)
+            raise BackendError(f"storage {self.uri}: could not write {key!r}: {exc}") from exc
+
+    def _cleanup(self, tmp: str) -> None:
+        try:
+            self.fs.rm_file(tmp)
+        except Exception:  # noqa: S110 - best effort; temporary files are never listed
+            pass
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return bytes(self.fs.cat_file(self._path(key)))
+        except FileNotFoundError as exc:
+            raise self._missing(key) from exc
+
+    def get_file(self, key: str, local_path: str | Path) -> None:
+        dest = Path(local_path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        os.close(fd)
+        try:
+            self.fs.get_file(self._path(key), tmp)
+            os.replace(tmp, dest)
+        except FileNotFoundError as exc:
+            raise self._missing(key) from exc
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return self.fs.open(self._path(key), "rb")  # type: ignore[no-any-return]
+        except FileNotFoundError as exc:
+            raise self._missing(key) from exc
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.isfile(self._path(key)))
+
+    def size(self, key: str) -> int:
+        try:
+            return int(self.fs.size(self._path(key)))
+        except FileNotFoundError as exc:
+            raise self._missing(key) from exc
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        try:
+            found = self.fs.find(self.root, withdirs=False)
+        except FileNotFoundError:
+            return
+        base = str(self.fs._strip_protocol(self.root)).rstrip("/") + "/"
+        for path in found:
+            if not path.startswith(base):
+                continue
+            key = path[len(base):]
+            if key.startswith(f"{TMP_PREFIX}/") or not key.startswith(prefix):
+                continue
+            yield key
+
+    def delete(self, key: str) -> None:
+        try:
+            self.fs.rm_file(self._path(key))
+        except FileNotFoundError:
+            pass
+
+
+class LocalStorage(FsspecStorage):
+    """Blobs in a local folder (the embedded default, ``file://.mlops/store``)."""
+
+    def __init__(self, uri: str, *, root: Path | str = ".") -> None:
+        from fsspec.implementations.local import LocalFileSystem
+
+        rest = uri.split("://", 1)[1] if "://" in uri else uri
+        path = Path(rest)
+        folder = (path if path.is_absolute() else Path(root) / path).resolve()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / TMP_PREFIX).mkdir(exist_ok=True)
+        except OSError as exc:
+            raise BackendError(f"storage {uri}: cannot create folder {folder}: {exc}") from exc
+        self.folder = folder
+        super().__init__(LocalFileSystem(), str(folder), f"file://{folder}")
+
+    def _tmp(self) -> Path:
+        return self.folder / TMP_PREFIX / uuid.uuid4().hex
+
+    def _final(self, key: str) -> Path:
+        final = Path(self._path(key))
+        final.parent.mkdir(parents=True, exist_ok=True)
+        return final
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        final, tmp = self._final(key), self._tmp()
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, final)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise BackendError(f"storage {self.uri}: could not write {key!r}: {exc}") from exc
+
+    def put_file(self, key: str, local_path: str | Path) -> None:
+        final, tmp = self._final(key), self._tmp()
+        try:
+            shutil.copyfile(local_path, tmp)
+            os.replace(tmp, final)
+        except FileNotFoundError as exc:
+            tmp.unlink(missing_ok=True)
+            raise ObjectNotFound(f"local file {str(local_path)!r} does not exist") from exc
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise BackendError(f"storage {self.uri}: could not write {key!r}: {exc}") from exc
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return Path(self._path(key)).read_bytes()
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            raise self._missing(key) from exc
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return open(self._path(key), "rb")
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            raise self._missing(key) from exc
+
+    def exists(self, key: str) -> bool:
+        return Path(self._path(key)).is_file()
+
+    def size(self, key: str) -> int:
+        try:
+            return Path(self._path(key)).stat().st_size
+        except FileNotFoundError as exc:
+            raise self._missing(key) from exc
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        for dirpath, dirnames, filenames in os.walk(self.folder):
+            rel_dir = os.path.relpath(dirpath, self.folder)
+            if rel_dir == ".":
+                dirnames[:] = [d for d in dirnames if d != TMP_PREFIX]
+                rel_dir = ""
+            for name in filenames:
+                key = f"{rel_dir}/{name}" if rel_dir else name
+                key = key.replace(os.sep, "/")
+                if key.startswith(prefix):
+                    yield key
+
+    def delete(self, key: str) -> None:
+        Path(self._path(key)).unlink(missing_ok=True)
+
+    def local_path(self, key: str) -> Path | None:
+        path = Path(self._path(key))
+        return path if path.is_file() else None
+
+
+def open_local(uri: str, *, root: Path | str = ".") -> LocalStorage:
+    """Factory registered for the ``file`` scheme."""
+    return LocalStorage(uri, root=root)
+
+
+def open_memory(uri: str, *, root: Path | str = ".") -> FsspecStorage:
+    """Factory registered for the ``memory`` scheme (one process only: tests, notebooks)."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    path = uri.split("://", 1)[1].strip("/") or "mlops"
+    return FsspecStorage(fs, f"/{path}", f"memory://{path}")

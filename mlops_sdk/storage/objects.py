@@ -1,0 +1,115 @@
+"""Content-addressed objects on top of any :class:`Storage`.
+
+Each file is stored once under ``objects/<first two hex>/<rest of sha256>``,
+whatever run, dataset or model refers to it. Reads are verified: bytes whose
+hash does not match their key raise :class:`IntegrityError` naming the object,
+they are never returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+from mlops_sdk.errors import IntegrityError, InvalidValue, ObjectNotFound
+from mlops_sdk.storage.base import Storage
+
+ALGORITHM = "sha256"
+_CHUNK = 1 << 20
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file, streamed."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, ALGORITHM).hexdigest()
+
+
+def bytes_digest(data: bytes) -> str:
+    return hashlib.new(ALGORITHM, data).hexdigest()
+
+
+def _check_digest(digest: str) -> str:
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise InvalidValue(f"not a sha256 hex digest: {digest!r}")
+    return digest
+
+
+class ObjectStore:
+    """Deduplicated, verified blobs keyed by their sha256."""
+
+    PREFIX = "objects"
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def key(self, digest: str) -> str:
+        _check_digest(digest)
+        return f"{self.PREFIX}/{digest[:2]}/{digest[2:]}"
+
+    def put_file(self, path: str | Path) -> tuple[str, int]:
+        """Store a file; returns ``(digest, size)``. Existing content is not uploaded again."""
+        path = Path(path)
+        size = path.stat().st_size
+        digest = file_digest(path)
+        key = self.key(digest)
+        if not self.storage.exists(key):
+            self.storage.put_file(key, path)
+            if file_digest(path) != digest:
+                self.storage.delete(key)
+                raise IntegrityError(f"{path} changed while it was being stored; nothing was kept")
+        return digest, size
+
+    def put_bytes(self, data: bytes) -> tuple[str, int]:
+        digest = bytes_digest(data)
+        key = self.key(digest)
+        if not self.storage.exists(key):
+            self.storage.put_bytes(key, data)
+        return digest, len(data)
+
+    def exists(self, digest: str) -> bool:
+        return self.storage.exists(self.key(digest))
+
+    def get_bytes(self, digest: str) -> bytes:
+        key = self.key(digest)
+        data = self.storage.get_bytes(key)
+        if bytes_digest(data) != digest:
+            raise IntegrityError(f"object {key} in {self.storage.uri} is corrupted: its content does not match its hash")
+        return data
+
+    def open(self, digest: str) -> BinaryIO:
+        """The object's bytes as a file, verified before it is returned."""
+        return io.BytesIO(self.get_bytes(digest))
+
+    def get_file(self, digest: str, dest: str | Path) -> None:
+        """Copy an object to ``dest``; the file appears only once its hash is verified."""
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        os.close(fd)
+        try:
+            self.storage.get_file(self.key(digest), tmp)
+            if file_digest(tmp) != digest:
+                raise IntegrityError(
+                    f"object {self.key(digest)} in {self.storage.uri} is corrupted: "
+                    "its content does not match its hash"
+                )
+            os.replace(tmp, dest)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def verify(self, digest: str) -> bool:
+        """True when the object exists and its content matches its hash."""
+        key = self.key(digest)
+        try:
+            with self.storage.open(key) as f:
+                h = hashlib.new(ALGORITHM)
+                while chunk := f.read(_CHUNK):
+                    h.update(chunk)
+        except ObjectNotFound:
+            return False
+        return h.hexdigest() == digest

@@ -1,0 +1,1 @@
+"""Tracking backends: the metadata store for experiments, runs, params, metrics and tags."""

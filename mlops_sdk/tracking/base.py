@@ -1,0 +1,127 @@
+"""The tracking store interface every tracking backend implements.
+
+Contract (checked by ``mlops_sdk.testing.conformance``):
+
+* Experiment names are unique; :meth:`get_or_create_experiment` is safe to call
+  from many processes at once and returns the same experiment to all of them.
+* Run ids are 32 lowercase hex characters, unique across the store.
+* :meth:`write_batch` applies all its writes in one transaction or none: a
+  failed call leaves the store unchanged and may be retried as a whole.
+  Params are immutable: writing an existing key again keeps the first value.
+  Tags are last-writer-wins. Metric points are appended; a run's latest value
+  of a metric is the point with the highest step, then the latest timestamp.
+* NaN metric values are stored and read back as NaN; ±inf likewise.
+* Reads never see a half-applied batch.
+* Raised errors are :class:`mlops_sdk.errors.MlopsError` subclasses
+  (``RunNotFound``, ``ExperimentNotFound``, ``BackendError``…); transient
+  failures the caller may retry are :class:`TransientError`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+from mlops_sdk.errors import BackendError
+from mlops_sdk.query import Expr, OrderKey
+from mlops_sdk.records import (
+    ArtifactEntry,
+    ExperimentInfo,
+    Metric,
+    RunRecord,
+    RunStatus,
+    WriteBatch,
+)
+
+
+class TransientError(BackendError):
+    """A failure worth retrying (database locked or restarting, connection reset)."""
+
+
+class TrackingStore(abc.ABC):
+    """Stores experiments and runs. One instance may be shared by many threads."""
+
+    uri: str
+
+    # -- experiments -------------------------------------------------------
+    @abc.abstractmethod
+    def get_or_create_experiment(self, name: str) -> ExperimentInfo:
+        """Return the experiment called ``name``, creating it if it does not exist."""
+
+    @abc.abstractmethod
+    def get_experiment(self, experiment_id: str) -> ExperimentInfo:
+        """Return one experiment by id; raise ``ExperimentNotFound``."""
+
+    @abc.abstractmethod
+    def find_experiment(self, name: str) -> ExperimentInfo | None:
+        """Return the experiment called ``name``, or None."""
+
+    @abc.abstractmethod
+    def list_experiments(self) -> list[ExperimentInfo]:
+        """All experiments, oldest first."""
+
+    @abc.abstractmethod
+    def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
+        """Set (or replace) a tag on an experiment."""
+
+    # -- runs --------------------------------------------------------------
+    @abc.abstractmethod
+    def create_run(
+        self,
+        experiment_id: str,
+        *,
+        run_id: str,
+        name: str,
+        start_time: float,
+        parent_id: str | None = None,
+        params: dict[str, object] | None = None,
+        tags: dict[str, str] | None = None,
+        context: dict[str, object] | None = None,
+    ) -> RunRecord:
+        """Store a new RUNNING run with its initial params, tags and context."""
+
+    @abc.abstractmethod
+    def end_run(self, run_id: str, status: RunStatus, end_time: float, error: str | None = None) -> None:
+        """Mark a run ended. Ending an already-ended run keeps the first ending."""
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> RunRecord:
+        """Return one run (params, latest metrics, tags); raise ``RunNotFound``."""
+
+    @abc.abstractmethod
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str] | None,
+        filter: Expr | None = None,
+        order_by: Sequence[OrderKey] = (),
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        """Runs of the given experiments (all when None) matching ``filter``.
+
+        Ordered by ``order_by`` (missing values last), then newest first.
+        """
+
+    @abc.abstractmethod
+    def count_runs(self, experiment_ids: Sequence[str] | None, filter: Expr | None = None) -> int:
+        """How many runs :meth:`search_runs` would return without a limit."""
+
+    @abc.abstractmethod
+    def write_batch(self, batch: WriteBatch) -> None:
+        """Apply metrics, params and tags for any number of runs atomically."""
+
+    @abc.abstractmethod
+    def metric_history(self, run_id: str, key: str) -> list[Metric]:
+        """Every point of one metric, ordered by step, then timestamp, then insertion."""
+
+    # -- artifacts ---------------------------------------------------------
+    @abc.abstractmethod
+    def add_artifacts(self, run_id: str, entries: Sequence[ArtifactEntry]) -> None:
+        """Record artifact files of a run (a path logged again is replaced)."""
+
+    @abc.abstractmethod
+    def list_artifacts(self, run_id: str) -> list[ArtifactEntry]:
+        """Artifact files of a run, sorted by path."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. The store must not be used afterwards."""

@@ -1,0 +1,181 @@
+"""The background writer: logging calls queue, a daemon thread writes batches.
+
+``run.log_metric`` appends a tuple to a deque and returns; nothing waits on
+disk or network. A thread drains the queue every ``flush_interval`` seconds
+(or sooner when it grows past ``max_pending``) and hands the store one
+:class:`WriteBatch` per drain, so one transaction carries thousands of points.
+
+Guarantees:
+
+* Order is kept: a drain takes items in the order they were queued, under a
+  lock, and writes them before the next drain starts.
+* A failed write keeps its items; they are retried (with backoff) before
+  anything newer, so nothing is dropped. :meth:`flush` raises if the store
+  still refuses after its deadline, and the items stay queued.
+* :meth:`flush` returns once everything queued before the call is stored.
+* After SIGKILL, at most the last ``flush_interval`` of points is missing.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+import weakref
+from typing import Any
+
+from mlops_sdk.errors import BackendError
+from mlops_sdk.records import WriteBatch
+from mlops_sdk.tracking.base import TrackingStore
+
+DEFAULT_FLUSH_INTERVAL = 0.5
+DEFAULT_MAX_PENDING = 20_000
+_MAX_BATCH = 50_000
+
+_writers: weakref.WeakSet[BatchWriter] = weakref.WeakSet()
+
+
+class BatchWriter:
+    """Queues metric, param and tag writes for one store and writes them in batches."""
+
+    def __init__(
+        self,
+        store: TrackingStore,
+        *,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        max_pending: int = DEFAULT_MAX_PENDING,
+    ) -> None:
+        self.store = store
+        self.flush_interval = flush_interval
+        self.max_pending = max_pending
+        self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._retry: WriteBatch | None = None  # a drained batch whose write failed
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self.last_error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._start_thread()
+        _writers.add(self)
+
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="mlops-writer", daemon=True)
+        self._thread.start()
+
+    # -- the hot path -------------------------------------------------------------
+    def metric(self, run_id: str, key: str, value: float, step: int, timestamp: float) -> None:
+        q = self._queue
+        q.append(("m", run_id, key, value, step, timestamp))
+        if len(q) >= self.max_pending:
+            self._wake.set()
+
+    def param(self, run_id: str, key: str, value: Any) -> None:
+        self._queue.append(("p", run_id, key, value))
+
+    def tag(self, run_id: str, key: str, value: str) -> None:
+        self._queue.append(("t", run_id, key, value))
+
+    @property
+    def pending(self) -> int:
+        retry = len(self._retry) if self._retry is not None else 0
+        return len(self._queue) + retry
+
+    # -- draining -----------------------------------------------------------------
+    def _drain(self) -> WriteBatch:
+        batch = WriteBatch()
+        q = self._queue
+        metrics, params, tags = batch.metrics, batch.params, batch.tags
+        n = 0
+        while n < _MAX_BATCH:
+            try:
+                item = q.popleft()
+            except IndexError:
+                break
+            kind = item[0]
+            if kind == "m":
+                metrics.append(item[1:])  # type: ignore[arg-type]
+            elif kind == "p":
+                params.append(item[1:])  # type: ignore[arg-type]
+            else:
+                tags.append(item[1:])  # type: ignore[arg-type]
+            n += 1
+        return batch
+
+    def _write_once(self) -> bool:
+        """Write one batch (the failed one first). Returns False when nothing was left."""
+        with self._write_lock:
+            batch = self._retry if self._retry is not None else self._drain()
+            if not len(batch):
+                return False
+            self._retry = batch
+            self.store.write_batch(batch)
+            self._retry = None
+            self.last_error = None
+            return True
+
+    def _loop(self) -> None:
+        backoff = 0.0
+        while not self._closed:
+            self._wake.wait(self.flush_interval + backoff)
+            self._wake.clear()
+            try:
+                while self._write_once():
+                    pass
+                backoff = 0.0
+            except Exception as exc:  # keep the items, retry later
+                self.last_error = exc
+                backoff = min(max(backoff * 2, 0.1), 5.0)
+
+    def flush(self, timeout: float | None = 120.0) -> None:
+        """Write everything queued so far; raise ``BackendError`` if the store keeps refusing.
+
+        Items that could not be written stay queued, so a later flush can still
+        store them.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        target = len(self._queue)  # items queued before this call
+        delay = 0.05
+        while True:
+            try:
+                while self._retry is not None or target > 0:
+                    before = len(self._queue)
+                    if not self._write_once():
+                        break
+                    target -= max(before - len(self._queue), 0)
+                return
+            except Exception as exc:
+                self.last_error = exc
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise BackendError(
+                        f"could not write {self.pending} pending metric/param/tag writes to "
+                        f"{self.store.uri}: {exc}. They are still queued in this process; "
+                        "call flush() again once the store is reachable."
+                    ) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def close(self, timeout: float | None = 120.0) -> None:
+        """Flush and stop the thread."""
+        try:
+            self.flush(timeout)
+        finally:
+            self._closed = True
+            self._wake.set()
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's queue is not ours, and the thread did not survive."""
+        self._queue.clear()
+        self._retry = None
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        if not self._closed:
+            self._start_thread()
+
+
+def flush_all(timeout: float | None = 30.0) -> None:
+    """Flush every writer of this process (called at exit)."""
+    for writer in list(_writers):
+        try:
+            writer.flush(timeout)
+        except Exception:  # noqa: S110 - at exit there is no caller to tell; the error is on the run
+            pass

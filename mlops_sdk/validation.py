@@ -1,0 +1,184 @@
+"""Checks applied once, at the API boundary, to everything a user passes in.
+
+Names that can become paths are held to the strictest rules; metric, param and
+tag keys may contain ``/`` (``train/loss``) because they never touch a file
+system. Values are normalised here (numpy scalars to Python numbers) so the
+stores only ever see plain, checked data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+import re
+from typing import Any
+
+from mlops_sdk.errors import InvalidName, InvalidValue
+
+MAX_NAME_LENGTH = 200
+MAX_KEY_LENGTH = 250
+MAX_PARAM_BYTES = 64 * 1024
+MAX_TAG_LENGTH = 64 * 1024
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _check_text(kind: str, name: object, limit: int) -> str:
+    if not isinstance(name, str):
+        raise InvalidName(f"{kind} must be a string, got {type(name).__name__}: {name!r}")
+    if not name or not name.strip():
+        raise InvalidName(f"{kind} must not be empty")
+    if len(name) > limit:
+        raise InvalidName(f"{kind} is {len(name)} characters long; the limit is {limit}: {name[:40]!r}…")
+    if _CONTROL.search(name):
+        raise InvalidName(f"{kind} contains a control character: {name!r}")
+    if name != name.strip():
+        raise InvalidName(f"{kind} must not start or end with white space: {name!r}")
+    return name
+
+
+def validate_name(kind: str, name: object) -> str:
+    """Validate the name of an entity (experiment, dataset, model, deployment).
+
+    Such names may end up as folder names, so path separators and the special
+    names ``.`` and ``..`` are refused.
+
+    >>> validate_name("experiment name", "churn v2")
+    'churn v2'
+    """
+    text = _check_text(kind, name, MAX_NAME_LENGTH)
+    if "/" in text or "\\" in text:
+        raise InvalidName(f"{kind} must not contain a path separator ('/' or '\\'): {text!r}")
+    if text in (".", ".."):
+        raise InvalidName(f"{kind} must not be {text!r}")
+    return text
+
+
+def validate_key(kind: str, key: object) -> str:
+    """Validate a metric, param or tag key. ``/`` is allowed, ``..`` segments are not."""
+    text = _check_text(kind, key, MAX_KEY_LENGTH)
+    if text.startswith("/") or text.endswith("/") or "//" in text:
+        raise InvalidName(f"{kind} must not start or end with '/' or contain '//': {text!r}")
+    if any(part in (".", "..") for part in text.split("/")):
+        raise InvalidName(f"{kind} must not contain '.' or '..' segments: {text!r}")
+    return text
+
+
+def validate_relpath(kind: str, path: object) -> str:
+    """Validate a relative POSIX path inside a store (artifact paths, object keys).
+
+    Refuses absolute paths, backslashes, empty segments and ``.``/``..`` so a
+    stored name can never escape its folder.
+    """
+    if not isinstance(path, str):
+        raise InvalidName(f"{kind} must be a string, got {type(path).__name__}")
+    if not path:
+        raise InvalidName(f"{kind} must not be empty")
+    if _CONTROL.search(path):
+        raise InvalidName(f"{kind} contains a control character: {path!r}")
+    if "\\" in path:
+        raise InvalidName(f"{kind} must use '/' separators, not '\\': {path!r}")
+    if path.startswith("/"):
+        raise InvalidName(f"{kind} must be relative, not absolute: {path!r}")
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise InvalidName(f"{kind} must not contain empty, '.' or '..' segments: {path!r}")
+    return path
+
+
+def to_metric_value(key: str, value: object) -> float:
+    """Turn a metric value into a float. NaN and ±inf are allowed and kept."""
+    if type(value) is float:
+        return value
+    if isinstance(value, (str, bytes, bytearray)) or value is None:
+        raise InvalidValue(f"metric {key!r} must be a number, got {type(value).__name__}: {value!r}")
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise InvalidValue(
+            f"metric {key!r} must be a number, got {type(value).__name__}: {value!r}"
+        ) from exc
+
+
+def to_step(key: str, step: object) -> int:
+    """A step is a non-negative integer (numpy integers accepted, bool and float refused)."""
+    if type(step) is int:
+        if step < 0:
+            raise InvalidValue(f"step of metric {key!r} must be >= 0, got {step}")
+        return step
+    if isinstance(step, bool):
+        raise InvalidValue(f"step of metric {key!r} must be an integer, got bool")
+    try:
+        number = operator.index(step)  # type: ignore[arg-type]
+    except TypeError as exc:
+        raise InvalidValue(
+            f"step of metric {key!r} must be an integer, got {type(step).__name__}: {step!r}"
+        ) from exc
+    if number < 0:
+        raise InvalidValue(f"step of metric {key!r} must be >= 0, got {number}")
+    return number
+
+
+def to_timestamp(key: str, timestamp: object) -> float:
+    """A timestamp is finite seconds since the epoch."""
+    try:
+        value = float(timestamp)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise InvalidValue(f"timestamp of {key!r} must be seconds since the epoch: {timestamp!r}") from exc
+    if not math.isfinite(value) or isinstance(timestamp, bool):
+        raise InvalidValue(f"timestamp of {key!r} must be a finite number, got {timestamp!r}")
+    return value
+
+
+def _plain(value: Any, key: str) -> Any:
+    """Convert numpy scalars/arrays and tuples to JSON-ready Python values."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidValue(f"param {key!r} must be finite, got {value!r}")
+        return value
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise InvalidValue(f"param {key!r}: dict keys must be strings, got {k!r}")
+            out[k] = _plain(v, key)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, key) for v in value]
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "ndim", 0) == 0:  # numpy / torch scalars
+        return _plain(item(), key)
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        return _plain(tolist(), key)
+    raise InvalidValue(
+        f"param {key!r} must be a string, number, bool, None, or a list/dict of those; "
+        f"got {type(value).__name__}"
+    )
+
+
+def to_param_value(key: str, value: object) -> Any:
+    """Normalise a param value; it must round-trip through JSON unchanged."""
+    plain = _plain(value, key)
+    encoded = json.dumps(plain, ensure_ascii=False, allow_nan=False)
+    if len(encoded.encode()) > MAX_PARAM_BYTES:
+        raise InvalidValue(f"param {key!r} is larger than {MAX_PARAM_BYTES} bytes once encoded")
+    return plain
+
+
+def to_tag_value(key: str, value: object) -> str:
+    """Tags are text; numbers and bools are written as text."""
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, (bool, int, float)):
+        text = str(value)
+    else:
+        raise InvalidValue(f"tag {key!r} must be a string, got {type(value).__name__}: {value!r}")
+    if len(text) > MAX_TAG_LENGTH:
+        raise InvalidValue(f"tag {key!r} is longer than {MAX_TAG_LENGTH} characters")
+    if "\x00" in text:
+        raise InvalidValue(f"tag {key!r} contains a NUL character")
+    return text
