@@ -25,7 +25,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any, Union
+from typing import Any
 
 import attrs
 
@@ -47,7 +47,7 @@ COMPARE_OPS = ("=", "!=", "<", "<=", ">", ">=")
 TEXT_OPS = ("like", "ilike")
 LIST_OPS = ("in", "not in")
 
-Value = Union[float, str]
+Value = float | str
 
 
 @attrs.frozen
@@ -70,7 +70,7 @@ class Or:
     items: tuple[Expr, ...]
 
 
-Expr = Union[Comparison, And, Or]
+Expr = Comparison | And | Or
 
 
 @attrs.frozen

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 
-class RunStatus(str, enum.Enum):
+class RunStatus(enum.StrEnum):
     """Lifecycle of a run. A run ends exactly once."""
 
     RUNNING = "RUNNING"

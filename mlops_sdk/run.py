@@ -482,7 +482,8 @@ def _end_all_at_exit() -> None:
         return
     last = getattr(sys, "last_value", None) or getattr(sys, "last_exc", None)
     if _terminated:
-        status, error = RunStatus.KILLED, "Terminated: the process received SIGTERM"
+        status: RunStatus = RunStatus.KILLED
+        error: str | None = "Terminated: the process received SIGTERM"
     elif last is not None:
         status, error = status_for_exception(last)
     else:

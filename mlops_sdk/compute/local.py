@@ -9,6 +9,7 @@ job started.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -118,10 +119,8 @@ class LocalJob(JobHandle):
         deadline = time.monotonic() + CANCEL_GRACE_SECONDS
         while proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self._done.wait(CANCEL_GRACE_SECONDS)
 
 

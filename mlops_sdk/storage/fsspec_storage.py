@@ -8,6 +8,7 @@ that listings skip, then move it into place. Local folders move with
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -62,10 +63,8 @@ class FsspecStorage(Storage):
             raise BackendError(f"storage {self.uri}: could not write {key!r}: {exc}") from exc
 
     def _cleanup(self, tmp: str) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.fs.rm_file(tmp)
-        except Exception:  # noqa: S110 - best effort; temporary files are never listed
-            pass
 
     def get_bytes(self, key: str) -> bytes:
         try:
@@ -117,10 +116,8 @@ class FsspecStorage(Storage):
             yield key
 
     def delete(self, key: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self._path(key))
-        except FileNotFoundError:
-            pass
 
 
 class LocalStorage(FsspecStorage):

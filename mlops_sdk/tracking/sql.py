@@ -97,13 +97,18 @@ class SqlTrackingStore(TrackingStore):
             engine = self._make_engine(uri, root)
         self.engine = engine
         self.dialect = engine.dialect.name
+        # Upserts are dialect-specific; both dialects share the on_conflict API.
+        self._insert: Callable[[Any], Any]
         if self.dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+            from sqlalchemy.dialects import sqlite
+
+            self._insert = sqlite.insert
         elif self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+            from sqlalchemy.dialects import postgresql
+
+            self._insert = postgresql.insert
         else:  # pragma: no cover - guarded by the registry
             raise BackendError(f"unsupported database {self.dialect!r} for {self.uri}")
-        self._insert = dialect_insert
         self._lock = threading.Lock()
         self._retry(self._create_schema)
 

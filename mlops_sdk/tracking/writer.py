@@ -19,6 +19,7 @@ Guarantees:
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 import time
 import weakref
@@ -93,11 +94,11 @@ class BatchWriter:
                 break
             kind = item[0]
             if kind == "m":
-                metrics.append(item[1:])  # type: ignore[arg-type]
+                metrics.append(item[1:])
             elif kind == "p":
-                params.append(item[1:])  # type: ignore[arg-type]
+                params.append(item[1:])
             else:
-                tags.append(item[1:])  # type: ignore[arg-type]
+                tags.append(item[1:])
             n += 1
         return batch
 
@@ -175,7 +176,5 @@ class BatchWriter:
 def flush_all(timeout: float | None = 30.0) -> None:
     """Flush every writer of this process (called at exit)."""
     for writer in list(_writers):
-        try:
+        with contextlib.suppress(Exception):
             writer.flush(timeout)
-        except Exception:  # noqa: S110 - at exit there is no caller to tell; the error is on the run
-            pass

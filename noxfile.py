@@ -1,0 +1,81 @@
+"""Developer and CI sessions. Each installs everything it needs into its own venv.
+
+    nox -s quickstart   # run examples/quickstart.py in a fresh folder
+    nox -s tests        # the whole test suite (what CI runs)
+    nox -s tests_fast   # everything not marked slow
+    nox -s lint typecheck
+    nox -s bench        # benchmarks side by side with MLflow (installed here only)
+
+torch is always installed through constraints.txt (the CPU build).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
+PYTHON = "3.11"
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def _install(session: nox.Session, *args: str) -> None:
+    session.install(*CONSTRAINTS, *args)
+
+
+@nox.session(python=PYTHON)
+def quickstart(session: nox.Session) -> None:
+    """Train a real scikit-learn model, track three runs, print the runs table."""
+    _install(session, "-e", f"{ROOT}[sklearn]")
+    workdir = Path(tempfile.mkdtemp(prefix="mlops-quickstart-"))
+    session.chdir(workdir)
+    session.run("python", str(ROOT / "examples" / "quickstart.py"))
+    session.run("mlops", "runs", "ls", "--experiment", "quickstart")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The whole suite: fast tests in parallel, then the slow process-level ones."""
+    _install(session, "-e", f"{ROOT}[test]")
+    env = {"PYTHONFAULTHANDLER": "1"}
+    args = session.posargs
+    if args:
+        session.run("pytest", *args, env=env)
+        return
+    workers = "2" if (os.cpu_count() or 1) >= 2 else "0"
+    session.run("pytest", "-m", "not slow", "-n", workers, "-q", env=env)
+    session.run("pytest", "-m", "slow", "-q", env=env, success_codes=[0, 5])
+
+
+@nox.session(python=PYTHON)
+def tests_fast(session: nox.Session) -> None:
+    """Everything not marked slow."""
+    _install(session, "-e", f"{ROOT}[test]")
+    session.run("pytest", "-m", "not slow", "-q", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    _install(session, "ruff")
+    session.run("ruff", "check", "mlops_sdk", "tests", "bench", "examples", "noxfile.py")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    _install(session, "-e", f"{ROOT}[test]", "mypy")
+    session.run("mypy", "mlops_sdk")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks against MLflow on the same machine, in the same run."""
+    _install(session, "-e", f"{ROOT}[sklearn]", "mlflow")
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    session.run("python", str(ROOT / "bench" / "tracking_bench.py"), "--out", str(out / "tracking.json"), *session.posargs)
