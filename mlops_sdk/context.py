@@ -51,14 +51,7 @@ def git_context(cwd: str | None = None) -> dict[str, Any] | None:
             info["branch"] = None if head == "(detached)" else head
         elif not line.startswith("#"):
             info["dirty"] = True
-    top = _git("rev-parse", "--show-toplevel", cwd=cwd)
-    if top:
-        info["root"] = top.strip()
-    remote = _git("config", "--get", "remote.origin.url", cwd=cwd)
-    if remote:
-        from mlops_sdk.redact import redact_uri
-
-        info["remote"] = redact_uri(remote.strip())
+    info.update(_git_location(cwd or os.getcwd()))
     if info["dirty"] and info["commit"]:
         diff = _git("diff", "HEAD", "--no-color", "--no-ext-diff", cwd=cwd) or ""
         if len(diff.encode()) > MAX_DIFF_BYTES:
@@ -66,6 +59,21 @@ def git_context(cwd: str | None = None) -> dict[str, Any] | None:
             diff = diff.encode()[:MAX_DIFF_BYTES].decode("utf-8", "ignore")
         info["diff"] = diff
     return info
+
+
+@functools.lru_cache(maxsize=16)
+def _git_location(cwd: str) -> dict[str, str]:
+    """Repository root and origin URL: they do not change while a process runs."""
+    from mlops_sdk.redact import redact_uri
+
+    out: dict[str, str] = {}
+    top = _git("rev-parse", "--show-toplevel", cwd=cwd)
+    if top:
+        out["root"] = top.strip()
+    remote = _git("config", "--get", "remote.origin.url", cwd=cwd)
+    if remote:
+        out["remote"] = redact_uri(remote.strip())
+    return out
 
 
 @functools.lru_cache(maxsize=1)

@@ -12,8 +12,7 @@ from __future__ import annotations
 import enum
 import json
 import math
-import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -31,7 +30,10 @@ MISSING_CELL = "-"
 def json_option(fn: F) -> F:
     """The ``--json`` flag every listing command takes."""
     return click.option(
-        "--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout instead of a table."
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print machine-readable JSON to stdout instead of a table.",
     )(fn)
 
 
@@ -80,11 +82,11 @@ def full(value: Any) -> str:
 
 
 def console() -> Console:
-    """A console on stdout; when stdout is not a terminal, wide enough never to wrap a table."""
+    """A console on stdout; off a terminal (pipes, files, CI logs) wide enough never to wrap a table."""
     from rich.console import Console
 
     out = Console(highlight=False, emoji=False, markup=False)
-    if not out.is_terminal and "COLUMNS" not in os.environ:
+    if not out.is_terminal:
         out = Console(highlight=False, emoji=False, markup=False, width=1000)
     return out
 
@@ -100,34 +102,66 @@ def print_table(
     title: str | None = None,
     caption: str | None = None,
     fmt: Callable[[Any], str] = cell,
+    show_header: bool = True,
+    spaced: bool = False,
+    no_wrap: Collection[str] = (),
 ) -> None:
-    """Print one table; numeric columns are right-aligned, text is never read as markup."""
+    """Print one table; numeric columns are right-aligned, text is never read as markup.
+
+    ``title`` is printed on its own line above the table (after a blank line
+    when ``spaced``). Columns named in ``no_wrap`` are never folded on a narrow
+    terminal. Off a terminal, trailing spaces are stripped.
+    """
     from rich import box
+    from rich.console import RenderableType
     from rich.table import Table
     from rich.text import Text
 
     data = [list(r) for r in rows]
     table = Table(
         box=box.SIMPLE_HEAD,
-        title=Text(title, style="bold") if title else None,
-        title_justify="left",
+        show_edge=False,
+        show_header=show_header,
         caption=Text(caption) if caption else None,
         caption_justify="left",
     )
     for i, header in enumerate(headers):
         column = [r[i] for r in data if r[i] is not None]
         numeric = bool(column) and all(_is_number(v) for v in column)
-        table.add_column(Text(header), justify="right" if numeric else "left", overflow="fold")
+        table.add_column(
+            Text(header),
+            justify="right" if numeric else "left",
+            overflow="fold",
+            no_wrap=header in no_wrap,
+        )
     for r in data:
         table.add_row(*(Text(MISSING_CELL if v is None else fmt(v)) for v in r))
-    console().print(table)
+    parts: list[RenderableType] = []
+    if spaced:
+        parts.append(Text(""))
+    if title:
+        parts.append(Text(title, style="bold"))
+    parts.append(table)
+    out = console()
+    if out.is_terminal:
+        out.print(*parts, sep="\n")
+        return
+    with out.capture() as captured:
+        out.print(*parts, sep="\n")
+    click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
-def print_kv(title: str, items: Iterable[tuple[str, Any]], *, fmt: Callable[[Any], str] = full) -> None:
-    """Print a two-column key/value table (skipped when there are no items)."""
+def print_kv(
+    title: str,
+    items: Iterable[tuple[str, Any]],
+    *,
+    fmt: Callable[[Any], str] = full,
+    spaced: bool = True,
+) -> None:
+    """Print a titled key/value table (nothing when there are no items)."""
     pairs = list(items)
     if pairs:
-        print_table(["key", "value"], pairs, title=title, fmt=fmt)
+        print_table(["key", "value"], pairs, title=title, fmt=fmt, show_header=False, spaced=spaced)
 
 
 def note(message: str) -> None:

@@ -13,6 +13,7 @@ import click
 if TYPE_CHECKING:
     from mlops_sdk.workspace import Workspace
 
+
 class CliState:
     """Global options of the ``mlops`` group and the workspace they open."""
 
@@ -27,7 +28,9 @@ class CliState:
         if self._workspace is None:
             from mlops_sdk.workspace import Workspace
 
-            self._workspace = Workspace.open(self.path, tracking=self.tracking, storage=self.storage)
+            self._workspace = Workspace.open(
+                self.path, tracking=self.tracking, storage=self.storage
+            )
             click.get_current_context().find_root().call_on_close(self.close)
         return self._workspace
 
