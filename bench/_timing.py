@@ -24,6 +24,8 @@ from typing import Any
 
 perf_counter = time.perf_counter
 
+TIMES = "\u00d7"  # multiplication sign, for ratios
+
 
 # --------------------------------------------------------------------------- timing
 
@@ -161,8 +163,11 @@ def machine_info() -> dict[str, Any]:
         ncpu = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - non-Linux
         ncpu = os.cpu_count()
+    import sqlite3
+
     return {
         "date": time.strftime("%Y-%m-%d"),
+        "sqlite": sqlite3.sqlite_version,
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
@@ -197,10 +202,10 @@ def fmt_ratio(theirs: float | None, ours: float | None) -> str:
         return "n/a"
     r = theirs / ours
     if r >= 100:
-        return f"{r:,.0f}×"
+        return f"{r:,.0f}{TIMES}"
     if r >= 10:
-        return f"{r:.1f}×"
-    return f"{r:.2f}×"
+        return f"{r:.1f}{TIMES}"
+    return f"{r:.2f}{TIMES}"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

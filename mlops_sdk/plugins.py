@@ -192,6 +192,7 @@ class PluginManager:
         from importlib.metadata import entry_points
 
         eps = list(entry_points(group=ENTRY_POINT_GROUP)) if load_entry_points else []
+        eps.sort(key=lambda ep: ep.value not in BUILTIN_PLUGINS)  # built-ins first (stable)
         allowed_env = os.environ.get("MLOPS_PLUGINS")
         allowed = None if allowed_env is None else {n.strip() for n in allowed_env.split(",") if n.strip()}
         seen_modules: set[str] = set()
@@ -241,7 +242,8 @@ class PluginManager:
         """The backend registry, filled by calling every plugin's ``mlops_register_backends``."""
         if self._registry is None:
             registry = BackendRegistry()
-            for impl in reversed(self.pm.hook.mlops_register_backends.get_hookimpls()):
+            # Registration order: built-ins first, so a later plugin can clobber their schemes.
+            for impl in self.pm.hook.mlops_register_backends.get_hookimpls():
                 name = self.pm.get_name(impl.plugin) or repr(impl.plugin)
                 try:
                     impl.function(register=Registrar(registry, name))
@@ -251,6 +253,29 @@ class PluginManager:
                     raise PluginError(f'plugin "{name}" failed in mlops_register_backends: {exc}') from exc
             self._registry = registry
         return self._registry
+
+    def call(self, hook_name: str, **kwargs: Any) -> Any:
+        """Call a hook; an exception from a plugin becomes a ``PluginError`` naming that plugin."""
+        caller = getattr(self.pm.hook, hook_name)
+        try:
+            return caller(**kwargs)
+        except PluginError:
+            raise
+        except Exception as exc:
+            raise PluginError(f'plugin "{self._culprit(caller, exc)}" failed in {hook_name}: {exc!r}') from exc
+
+    def _culprit(self, caller: Any, exc: BaseException) -> str:
+        """The plugin whose implementation raised ``exc``: the first of its frames in the traceback."""
+        impls = caller.get_hookimpls()
+        codes = {getattr(impl.function, "__code__", None): impl for impl in impls}
+        tb = exc.__traceback__
+        while tb is not None:
+            impl = codes.get(tb.tb_frame.f_code)
+            if impl is not None:
+                return self.pm.get_name(impl.plugin) or repr(impl.plugin)
+            tb = tb.tb_next
+        names = sorted(self.pm.get_name(impl.plugin) or repr(impl.plugin) for impl in impls)
+        return " or ".join(names) or "?"
 
     def schemes_by_plugin(self) -> dict[str, list[BackendEntry]]:
         out: dict[str, list[BackendEntry]] = {name: [] for name in self.infos}

@@ -268,7 +268,10 @@ def parse_filter(text: str | None) -> Expr | None:
         return None
     if not isinstance(text, str):
         raise InvalidFilter(f"a filter must be a string, got {type(text).__name__}")
-    return _Parser(text).parse()
+    try:
+        return _Parser(text).parse()
+    except RecursionError:
+        raise InvalidFilter(f"filter is nested too deeply: {text[:40]!r}…") from None
 
 
 def parse_order_by(items: str | Iterable[str] | None) -> list[OrderKey]:
@@ -306,7 +309,10 @@ def param_number(value: Any) -> float | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float range has no numeric reading
+            return None
     elif isinstance(value, str):
         try:
             number = float(value)
@@ -347,8 +353,10 @@ def _compare(left: Any, op: str, right: Any) -> bool:
         return bool(left > right)
     if op == ">=":
         return bool(left >= right)
-    if op in TEXT_OPS:
-        return bool(like_to_regex(str(right), ignore_case=op == "ilike").match(str(left)))
+    if op == "ilike":  # lower() on both sides, Unicode-aware, as SQL's lower(x) LIKE lower(pattern)
+        return bool(like_to_regex(str(right).lower(), ignore_case=False).match(str(left).lower()))
+    if op == "like":
+        return bool(like_to_regex(str(right), ignore_case=False).match(str(left)))
     raise InvalidFilter(f"unknown operator {op!r}")
 
 

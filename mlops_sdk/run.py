@@ -31,6 +31,7 @@ from mlops_sdk.errors import (
 )
 from mlops_sdk.records import ArtifactEntry, Metric, RunRecord, RunStatus
 from mlops_sdk.validation import (
+    MAX_STEP,
     to_metric_value,
     to_param_value,
     to_step,
@@ -171,7 +172,7 @@ class Run:
             value = to_metric_value(key, value)
         if step is None:
             step = self._next_step.get(key, 0)
-        elif type(step) is not int or step < 0:
+        elif type(step) is not int or step < 0 or step > MAX_STEP:
             step = to_step(key, step)
         self._next_step[key] = step + 1
         ts = time.time() if timestamp is None else to_timestamp(key, timestamp)
@@ -346,9 +347,9 @@ class Run:
         from mlops_sdk.plugins import get_plugin_manager
 
         try:
-            get_plugin_manager().hook.mlops_after_run_end(record=self._record)
-        except Exception as exc:
-            raise PluginError(f"a plugin failed in mlops_after_run_end for run {self.id}: {exc}") from exc
+            get_plugin_manager().call("mlops_after_run_end", record=self._record)
+        except PluginError as exc:
+            raise PluginError(f"{exc} (run {self.id} was already stored as {self._record.status})") from exc
         if flush_error is not None:
             raise flush_error
 
@@ -434,7 +435,7 @@ def start(
 
     manager = get_plugin_manager()
     context: dict[str, Any] = {}
-    for section in reversed(manager.hook.mlops_run_context(experiment_name=experiment_name, run_name=name)):
+    for section in reversed(manager.call("mlops_run_context", experiment_name=experiment_name, run_name=name)):
         if section:
             context.update(section)
     context = _redact_context(context)
@@ -455,10 +456,10 @@ def start(
     with _active_lock:
         _active[run.id] = run
     try:
-        manager.hook.mlops_after_run_start(run=run)
-    except Exception as exc:
-        run.end(RunStatus.FAILED, f"a plugin failed in mlops_after_run_start: {exc!r}")
-        raise PluginError(f"a plugin failed in mlops_after_run_start: {exc}") from exc
+        manager.call("mlops_after_run_start", run=run)
+    except PluginError as exc:
+        run.end(RunStatus.FAILED, str(exc))
+        raise
     return run
 
 

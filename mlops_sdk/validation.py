@@ -22,6 +22,9 @@ MAX_PARAM_BYTES = 64 * 1024
 MAX_TAG_LENGTH = 64 * 1024
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Lone surrogates (from bytes decoded with surrogateescape) cannot be stored as UTF-8 anywhere.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_STEP = 2**63 - 1  # a signed 64-bit integer in every database
 
 
 def _check_text(kind: str, name: object, limit: int) -> str:
@@ -33,6 +36,8 @@ def _check_text(kind: str, name: object, limit: int) -> str:
         raise InvalidName(f"{kind} is {len(name)} characters long; the limit is {limit}: {name[:40]!r}…")
     if _CONTROL.search(name):
         raise InvalidName(f"{kind} contains a control character: {name!r}")
+    if _SURROGATE.search(name):
+        raise InvalidName(f"{kind} is not valid Unicode (it holds a lone surrogate): {name!r}")
     if name != name.strip():
         raise InvalidName(f"{kind} must not start or end with white space: {name!r}")
     return name
@@ -77,6 +82,8 @@ def validate_relpath(kind: str, path: object) -> str:
         raise InvalidName(f"{kind} must not be empty")
     if _CONTROL.search(path):
         raise InvalidName(f"{kind} contains a control character: {path!r}")
+    if _SURROGATE.search(path):
+        raise InvalidName(f"{kind} is not valid Unicode (it holds a lone surrogate): {path!r}")
     if "\\" in path:
         raise InvalidName(f"{kind} must use '/' separators, not '\\': {path!r}")
     if path.startswith("/"):
@@ -95,7 +102,7 @@ def to_metric_value(key: str, value: object) -> float:
         raise InvalidValue(f"metric {key!r} must be a number, got {type(value).__name__}: {value!r}")
     try:
         return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidValue(
             f"metric {key!r} must be a number, got {type(value).__name__}: {value!r}"
         ) from exc
@@ -106,6 +113,8 @@ def to_step(key: str, step: object) -> int:
     if type(step) is int:
         if step < 0:
             raise InvalidValue(f"step of metric {key!r} must be >= 0, got {step}")
+        if step > MAX_STEP:
+            raise InvalidValue(f"step of metric {key!r} must be at most 2**63 - 1, got {step}")
         return step
     if isinstance(step, bool):
         raise InvalidValue(f"step of metric {key!r} must be an integer, got bool")
@@ -117,6 +126,8 @@ def to_step(key: str, step: object) -> int:
         ) from exc
     if number < 0:
         raise InvalidValue(f"step of metric {key!r} must be >= 0, got {number}")
+    if number > MAX_STEP:
+        raise InvalidValue(f"step of metric {key!r} must be at most 2**63 - 1, got {number}")
     return number
 
 
@@ -133,7 +144,11 @@ def to_timestamp(key: str, timestamp: object) -> float:
 
 def _plain(value: Any, key: str) -> Any:
     """Convert numpy scalars/arrays and tuples to JSON-ready Python values."""
-    if value is None or isinstance(value, (bool, int, str)):
+    if isinstance(value, str):
+        if "\x00" in value:  # PostgreSQL text cannot hold NUL; refuse it everywhere alike
+            raise InvalidValue(f"param {key!r} contains a NUL character")
+        return value
+    if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -163,8 +178,11 @@ def _plain(value: Any, key: str) -> Any:
 def to_param_value(key: str, value: object) -> Any:
     """Normalise a param value; it must round-trip through JSON unchanged."""
     plain = _plain(value, key)
-    encoded = json.dumps(plain, ensure_ascii=False, allow_nan=False)
-    if len(encoded.encode()) > MAX_PARAM_BYTES:
+    try:
+        encoded = json.dumps(plain, ensure_ascii=False, allow_nan=False).encode()
+    except ValueError as exc:  # lone surrogates; integers too long to write out
+        raise InvalidValue(f"param {key!r} cannot be stored: {exc}") from exc
+    if len(encoded) > MAX_PARAM_BYTES:
         raise InvalidValue(f"param {key!r} is larger than {MAX_PARAM_BYTES} bytes once encoded")
     return plain
 
@@ -181,4 +199,6 @@ def to_tag_value(key: str, value: object) -> str:
         raise InvalidValue(f"tag {key!r} is longer than {MAX_TAG_LENGTH} characters")
     if "\x00" in text:
         raise InvalidValue(f"tag {key!r} contains a NUL character")
+    if _SURROGATE.search(text):
+        raise InvalidValue(f"tag {key!r} is not valid Unicode (it holds a lone surrogate)")
     return text

@@ -54,7 +54,9 @@ def _read_line(proc: subprocess.Popen[str], timeout: float = 60.0) -> str:
     line = proc.stdout.readline()
     if not line:
         proc.wait(max(deadline - time.monotonic(), 1))
-        pytest.fail(f"child exited ({proc.returncode}) before printing: {proc.stderr.read() if proc.stderr else ''}")
+        pytest.fail(
+            f"child exited ({proc.returncode}) before printing: {proc.stderr.read() if proc.stderr else ''}"
+        )
     return line.strip()
 
 
@@ -93,7 +95,10 @@ LOOP = """
 """
 
 HEADER = """
-    import sys, time
+    import signal, sys, time
+    # Ctrl-C raises KeyboardInterrupt, as in a terminal, even when the test
+    # runner was started with SIGINT ignored (a background job of a shell).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import mlops_sdk as mlops
     ws = mlops.Workspace.open(sys.argv[1])
     exp = ws.experiment("crash")
@@ -155,8 +160,8 @@ def _signal_after_ready(tmp_path: Path, sig: int) -> tuple[str, int, float, int,
     run_id = _read_line(proc)
     assert _read_line(proc) == "ready"
     time.sleep(0.3)
-    os.kill(proc.pid, sig)
     sent = time.time()
+    os.kill(proc.pid, sig)
     out, err = _finish(proc)
     logged = [line for line in out.splitlines() if line.startswith("logged ")]
     assert logged, (out, err)
@@ -229,7 +234,11 @@ def _run_to_end(tmp_path: Path, body: str) -> tuple[subprocess.CompletedProcess[
     ws_root.mkdir()
     script = _script(tmp_path, body)
     proc = subprocess.run(
-        [sys.executable, str(script), str(ws_root)], cwd=ws_root, capture_output=True, text=True, timeout=120
+        [sys.executable, str(script), str(ws_root)],
+        cwd=ws_root,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     return proc, _only_run(ws_root)
 
@@ -317,3 +326,47 @@ def test_uncaught_exception_at_top_level_fails_fluent_run(tmp_path: Path) -> Non
     assert run.error is not None and "no with block here" in run.error
     assert [p.step for p in run.metric_history("m")] == list(range(1500))
 
+
+FLUENT_THEN_SLEEP = """
+    import signal, sys, time
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    import mlops_sdk as mlops
+    from mlops_sdk.fluent import set_workspace
+    set_workspace(mlops.Workspace.open(sys.argv[1]))
+    run = mlops.start_run("fluent")
+    print(run.id, flush=True)
+    for i in range(2000):
+        mlops.log_metric("m", float(i))
+    {end}
+    print("ready", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_without_with_block_ends_fluent_run_killed(tmp_path: Path) -> None:
+    proc = _spawn(_script(tmp_path, FLUENT_THEN_SLEEP.replace("{end}", "")), tmp_path / "ws")
+    run_id = _read_line(proc)
+    assert _read_line(proc) == "ready"
+    os.kill(proc.pid, signal.SIGINT)
+    _out, err = _finish(proc)
+    assert "KeyboardInterrupt" in err
+    run = mlops.Workspace.open(tmp_path / "ws").get_run(run_id)
+    assert run.status is RunStatus.KILLED
+    assert [p.step for p in run.metric_history("m")] == list(range(2000))
+
+
+@pytest.mark.slow
+def test_sigterm_after_runs_ended_keeps_default_behaviour(tmp_path: Path) -> None:
+    """With no run active, SIGTERM terminates the process as if mlops were not there."""
+    proc = _spawn(
+        _script(tmp_path, FLUENT_THEN_SLEEP.replace("{end}", "mlops.end_run()")), tmp_path / "ws"
+    )
+    run_id = _read_line(proc)
+    assert _read_line(proc) == "ready"
+    os.kill(proc.pid, signal.SIGTERM)
+    _finish(proc)
+    assert proc.returncode == -signal.SIGTERM
+    run = mlops.Workspace.open(tmp_path / "ws").get_run(run_id)
+    assert run.status is RunStatus.FINISHED
+    assert len(run.metric_history("m")) == 2000

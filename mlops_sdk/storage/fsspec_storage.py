@@ -44,7 +44,7 @@ class FsspecStorage(Storage):
         tmp = f"{self.root}/{TMP_PREFIX}/{uuid.uuid4().hex}"
         try:
             self.fs.pipe_file(tmp, data)
-            self.fs.mv(tmp, final)
+            self._move(tmp, final)
         except Exception as exc:
             self._cleanup(tmp)
             raise BackendError(f"storage {self.uri}: could not write {key!r}: {exc}") from exc
@@ -54,13 +54,19 @@ class FsspecStorage(Storage):
         tmp = f"{self.root}/{TMP_PREFIX}/{uuid.uuid4().hex}"
         try:
             self.fs.put_file(str(local_path), tmp)
-            self.fs.mv(tmp, final)
+            self._move(tmp, final)
         except FileNotFoundError as exc:
             self._cleanup(tmp)
             raise ObjectNotFound(f"local file {str(local_path)!r} does not exist") from exc
         except Exception as exc:
             self._cleanup(tmp)
             raise BackendError(f"storage {self.uri}: could not write {key!r}: {exc}") from exc
+
+    def _move(self, tmp: str, final: str) -> None:
+        # fs.mv would move *into* ``final`` when other keys sit under ``final/``, leaving a stray key
+        if self.fs.isdir(final):
+            raise IsADirectoryError(f"other keys are stored under {final!r}/")
+        self.fs.mv(tmp, final)
 
     def _cleanup(self, tmp: str) -> None:
         with contextlib.suppress(Exception):
@@ -82,6 +88,10 @@ class FsspecStorage(Storage):
             os.replace(tmp, dest)
         except FileNotFoundError as exc:
             raise self._missing(key) from exc
+        except OSError as exc:
+            if not self.exists(key):  # a folder of other keys is not an object
+                raise self._missing(key) from exc
+            raise BackendError(f"storage {self.uri}: could not read {key!r} into {dest}: {exc}") from exc
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -97,9 +107,12 @@ class FsspecStorage(Storage):
 
     def size(self, key: str) -> int:
         try:
-            return int(self.fs.size(self._path(key)))
+            info = self.fs.info(self._path(key))
         except FileNotFoundError as exc:
             raise self._missing(key) from exc
+        if info.get("type") != "file":  # a folder of other keys is not an object
+            raise self._missing(key)
+        return int(info["size"])
 
     def list(self, prefix: str = "") -> Iterator[str]:
         try:
@@ -143,29 +156,45 @@ class LocalStorage(FsspecStorage):
     def _final(self, key: str) -> Path:
         final = Path(self._path(key))
         final.parent.mkdir(parents=True, exist_ok=True)
+        if final.is_dir():  # an empty folder left behind by deleted keys is no object: reuse the name
+            with contextlib.suppress(OSError):
+                final.rmdir()
         return final
 
-    def put_bytes(self, key: str, data: bytes) -> None:
-        final, tmp = self._final(key), self._tmp()
+    def _place(self, tmp: Path, key: str) -> None:
+        """Move a complete temporary file to ``key``: the atomic step of every put."""
         try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, final)
-        except OSError as exc:
+            try:
+                os.replace(tmp, self._final(key))
+            except FileNotFoundError:  # a delete pruned the empty folder meanwhile: make it again
+                os.replace(tmp, self._final(key))
+        except OSError as exc:  # e.g. other keys are stored under key/, or key's folder is a key
             tmp.unlink(missing_ok=True)
             raise BackendError(f"storage {self.uri}: could not write {key!r}: {exc}") from exc
 
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._path(key)
+        tmp = self._tmp()
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise BackendError(f"storage {self.uri}: could not write {key!r}: {exc}") from exc
+        self._place(tmp, key)
+
     def put_file(self, key: str, local_path: str | Path) -> None:
-        final, tmp = self._final(key), self._tmp()
+        self._path(key)
+        tmp = self._tmp()
         try:
             shutil.copyfile(local_path, tmp)
-            os.replace(tmp, final)
         except FileNotFoundError as exc:
             tmp.unlink(missing_ok=True)
             raise ObjectNotFound(f"local file {str(local_path)!r} does not exist") from exc
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise BackendError(f"storage {self.uri}: could not write {key!r}: {exc}") from exc
+        self._place(tmp, key)
 
     def get_bytes(self, key: str) -> bytes:
         try:
@@ -183,8 +212,11 @@ class LocalStorage(FsspecStorage):
         return Path(self._path(key)).is_file()
 
     def size(self, key: str) -> int:
+        path = Path(self._path(key))
+        if not path.is_file():  # missing, or a folder of other keys
+            raise self._missing(key)
         try:
-            return Path(self._path(key)).stat().st_size
+            return path.stat().st_size
         except FileNotFoundError as exc:
             raise self._missing(key) from exc
 
@@ -201,7 +233,17 @@ class LocalStorage(FsspecStorage):
                     yield key
 
     def delete(self, key: str) -> None:
-        Path(self._path(key)).unlink(missing_ok=True)
+        path = Path(self._path(key))
+        if path.is_dir():  # a folder of other keys is not an object: nothing to delete
+            return
+        path.unlink(missing_ok=True)
+        parent = path.parent  # drop the folders this leaves empty, so their names can be keys again
+        while parent != self.folder and parent.is_relative_to(self.folder):
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
 
     def local_path(self, key: str) -> Path | None:
         path = Path(self._path(key))

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -110,6 +110,8 @@ class SqlTrackingStore(TrackingStore):
         else:  # pragma: no cover - guarded by the registry
             raise BackendError(f"unsupported database {self.dialect!r} for {self.uri}")
         self._lock = threading.Lock()
+        # In-memory SQLite is one connection shared by every thread (StaticPool): one user at a time.
+        self._one_connection = isinstance(engine.pool, sa.pool.StaticPool)
         self._retry(self._create_schema)
 
     # -- connection management ----------------------------------------------------
@@ -127,13 +129,16 @@ class SqlTrackingStore(TrackingStore):
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self.engine.connect().execution_options(mlops_write=True) as conn, conn.begin():
+        with self._exclusive(), self.engine.connect().execution_options(mlops_write=True) as conn, conn.begin():
             yield conn
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
+        with self._exclusive(), self.engine.connect() as conn, conn.begin():
             yield conn
+
+    def _exclusive(self) -> AbstractContextManager[Any]:
+        return self._lock if self._one_connection else nullcontext()
 
     def _retry(self, fn: Callable[[], T]) -> T:
         """Run ``fn``, retrying transient failures with jittered backoff for up to ``retry_seconds``."""
@@ -329,11 +334,17 @@ class SqlTrackingStore(TrackingStore):
             return sa.or_(*(self._condition(e) for e in expr.items))
         assert isinstance(expr, Comparison)
         values = expr.value if isinstance(expr.value, tuple) else (expr.value,)
-        if any(isinstance(v, float) and math.isnan(v) for v in values):
+        value: Any = expr.value
+        if isinstance(value, tuple):
+            # As in query.matches: the first value's type picks the reading (number or text);
+            # list values of the other type, and NaN, can never be equal to anything.
+            text = isinstance(values[0], str)
+            value = tuple(v for v in values if isinstance(v, str) == text and not (isinstance(v, float) and math.isnan(v)))
+        elif isinstance(value, float) and math.isnan(value):
             return sa.false()
         if expr.field == "attributes":
             column = S.runs.c[expr.key]
-            return _apply(column, expr.op, expr.value, present=column.is_not(None))
+            return _apply(column, expr.op, value, present=column.is_not(None))
         if expr.field == "metrics":
             t, column = S.latest_metrics, S.latest_metrics.c.value
         elif expr.field == "tags":
@@ -341,7 +352,7 @@ class SqlTrackingStore(TrackingStore):
         else:
             t = S.params
             column = t.c.value_text if isinstance(values[0], str) else t.c.value_num
-        inner = _apply(column, expr.op, expr.value, present=column.is_not(None))
+        inner = _apply(column, expr.op, value, present=column.is_not(None))
         return sa.exists(
             sa.select(sa.literal(1)).select_from(t).where(t.c.run_id == S.runs.c.id, t.c.key == expr.key, inner)
         )
@@ -536,6 +547,10 @@ def _apply(column: Any, op: str, value: Any, *, present: Any) -> Any:
     raise BackendError(f"unknown operator {op!r}")  # pragma: no cover - parser rejects it
 
 
+def _unicode_lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
 def _configure_sqlite(engine: Engine) -> None:
     """WAL, a long busy timeout, case-sensitive LIKE, and BEGIN IMMEDIATE for writes."""
 
@@ -548,6 +563,8 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous = NORMAL")
         cur.execute("PRAGMA case_sensitive_like = ON")
         cur.close()
+        # SQLite's own lower() folds ASCII only; ILIKE must fold 'É' to 'é' like query.matches does
+        dbapi_conn.create_function("lower", 1, _unicode_lower, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
