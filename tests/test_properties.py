@@ -92,7 +92,7 @@ _scalars = st.one_of(
     st.integers(),
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=False, allow_infinity=False),
-    st.text(),
+    st.text(st.characters(codec="utf-8", exclude_characters="\x00")),  # NUL is refused: see below
 )
 param_values = st.recursive(
     _scalars,
@@ -620,3 +620,13 @@ def test_corrupted_artifact_is_detected_through_a_run(
         workspace.get_run(run.id).read_artifact("model.txt")
     with pytest.raises(MlopsError):
         workspace.get_run(run.id).download_artifacts(tmp_path / "out")
+
+
+def test_nul_in_param_string_is_refused_and_nothing_stored(workspace: mlops.Workspace) -> None:
+    """PostgreSQL text cannot hold NUL, so every store refuses it alike, before writing."""
+    with workspace.experiment("nul").start_run(params={"ok": 1}) as run:
+        with pytest.raises(InvalidValue, match="NUL"):
+            run.log_param("bad", "a\x00b")
+        with pytest.raises(InvalidValue, match="NUL"):
+            run.log_params({"fine": 2, "bad": ["x\x00"]})
+    assert workspace.get_run(run.id).params == {"ok": 1}
