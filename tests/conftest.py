@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
-
-import os
 
 import pytest
 from hypothesis import settings
 
 import mlops_sdk as mlops
 from mlops_sdk.plugins import reset_plugin_manager
-
 
 # CI explores a fixed set of examples so a red build always reproduces; locally the
 # examples are random, so every run searches a little further.
