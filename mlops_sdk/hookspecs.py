@@ -97,4 +97,20 @@ class RunSpecs:
         """
 
 
-SPEC_CLASSES = (BackendSpecs, RunSpecs)
+class CliSpecs:
+    """Hooks that extend the ``mlops`` command."""
+
+    @hookspec
+    def mlops_register_commands(self, cli: Any) -> None:
+        """Add commands to the ``mlops`` command line.
+
+        Called once each time the ``mlops`` command starts, before it parses its
+        arguments. ``cli`` is the top-level ``click.Group``: call
+        ``cli.add_command(command)`` with a ``click.Command`` or
+        ``click.Group``. A name that is already taken is a ``PluginError``.
+        Import heavy libraries inside the command's function, not at module
+        level, so ``mlops --help`` stays fast. Returns nothing.
+        """
+
+
+SPEC_CLASSES = (BackendSpecs, RunSpecs, CliSpecs)

@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
@@ -617,3 +618,64 @@ def test_docs_commands_run(populated: dict[str, mlops.Run], tmp_path: Path) -> N
         assert result.exit_code == expected, (line, result.stdout, result.stderr)
         if "--json" in argv:
             _strict_json(result.stdout)
+
+
+# -- the mlops_register_commands hook ------------------------------------------------------
+def _fresh_group() -> click.Group:
+    group = click.Group("mlops")
+    group.add_command(click.Command("runs", callback=lambda: None))
+    return group
+
+
+def test_plugin_command_is_added_and_runs() -> None:
+    from mlops_sdk.cli import add_plugin_commands
+    from mlops_sdk.hookspecs import hookimpl
+    from mlops_sdk.plugins import plugin_registered
+
+    @click.command("greet")
+    @click.argument("name")
+    def greet(name: str) -> None:
+        click.echo(f"hi {name}")
+
+    class Plugin:
+        @hookimpl
+        def mlops_register_commands(self, cli: object) -> None:
+            cli.add_command(greet)  # type: ignore[attr-defined]
+
+    group = _fresh_group()
+    with plugin_registered(Plugin(), "greeter"):
+        add_plugin_commands(group)
+        add_plugin_commands(group)  # a second call adds nothing twice
+    result = CliRunner().invoke(group, ["greet", "ada"])
+    assert result.exit_code == 0 and result.output == "hi ada\n"
+
+
+def test_plugin_command_taking_an_existing_name_is_refused() -> None:
+    from mlops_sdk.cli import add_plugin_commands
+    from mlops_sdk.errors import PluginError
+    from mlops_sdk.hookspecs import hookimpl
+    from mlops_sdk.plugins import plugin_registered
+
+    class Plugin:
+        @hookimpl
+        def mlops_register_commands(self, cli: object) -> None:
+            cli.add_command(click.Command("runs", callback=lambda: None))  # type: ignore[attr-defined]
+
+    group = _fresh_group()
+    with plugin_registered(Plugin(), "clasher"), pytest.raises(PluginError, match=r'"clasher".*runs'):
+        add_plugin_commands(group)
+
+
+def test_plugin_command_hook_that_raises_is_named() -> None:
+    from mlops_sdk.cli import add_plugin_commands
+    from mlops_sdk.errors import PluginError
+    from mlops_sdk.hookspecs import hookimpl
+    from mlops_sdk.plugins import plugin_registered
+
+    class Plugin:
+        @hookimpl
+        def mlops_register_commands(self, cli: object) -> None:
+            raise RuntimeError("no click here")
+
+    with plugin_registered(Plugin(), "broken-cli"), pytest.raises(PluginError, match=r'"broken-cli".*no click here'):
+        add_plugin_commands(_fresh_group())

@@ -78,8 +78,52 @@ cli.add_command(experiments_group)
 cli.add_command(plugins_cmd)
 
 
+class _GuardedGroup:
+    """What plugins see as ``cli``: ``add_command`` refuses to replace an existing command."""
+
+    def __init__(self, group: click.Group, plugin: str) -> None:
+        self._group = group
+        self._plugin = plugin
+
+    def add_command(self, command: click.Command, name: str | None = None) -> None:
+        from mlops_sdk.errors import PluginError
+
+        name = name or command.name
+        if not name:
+            raise PluginError(f'plugin "{self._plugin}" added a command without a name')
+        if name in self._group.commands:
+            raise PluginError(f'plugin "{self._plugin}" adds the command {name!r}, which already exists')
+        self._group.add_command(command, name)
+
+
+def add_plugin_commands(group: click.Group = cli) -> None:
+    """Let every plugin add its commands to ``group`` (``mlops_register_commands``), once per group."""
+    if getattr(group, "_mlops_plugin_commands_added", False):
+        return
+    from mlops_sdk.errors import PluginError
+    from mlops_sdk.plugins import get_plugin_manager
+
+    manager = get_plugin_manager()
+    for impl in manager.pm.hook.mlops_register_commands.get_hookimpls():
+        name = manager.pm.get_name(impl.plugin) or repr(impl.plugin)
+        try:
+            impl.function(cli=_GuardedGroup(group, name))
+        except PluginError:
+            raise
+        except Exception as exc:
+            raise PluginError(f'plugin "{name}" failed in mlops_register_commands: {exc!r}') from exc
+    group._mlops_plugin_commands_added = True  # type: ignore[attr-defined]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``mlops`` console script."""
+    from mlops_sdk.errors import MlopsError
+
+    try:
+        add_plugin_commands()
+    except MlopsError as exc:
+        click.echo(f"error: {_one_line(str(exc))}", err=True)
+        sys.exit(1)
     try:
         cli.main(args=argv, prog_name="mlops")
     except BrokenPipeError:
@@ -89,4 +133,4 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
 
 
-__all__ = ["cli", "main"]
+__all__ = ["add_plugin_commands", "cli", "main"]

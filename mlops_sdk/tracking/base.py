@@ -78,7 +78,12 @@ class TrackingStore(abc.ABC):
         tags: dict[str, str] | None = None,
         context: dict[str, object] | None = None,
     ) -> RunRecord:
-        """Store a new RUNNING run with its initial params, tags and context."""
+        """Store a new RUNNING run with its initial params, tags and context.
+
+        ``run_id`` is the id the caller proposes; a store whose server assigns
+        ids itself (an MLflow server, say) may use its own. The returned
+        record's ``id`` is the run's id from then on.
+        """
 
     @abc.abstractmethod
     def end_run(self, run_id: str, status: RunStatus, end_time: float, error: str | None = None) -> None:
