@@ -39,25 +39,39 @@ def quickstart(session: nox.Session) -> None:
     session.run("mlops", "runs", "ls", "--experiment", "quickstart")
 
 
+def plugin_dirs() -> list[Path]:
+    """Every plugin distribution under plugins/ (each has its own pyproject and tests)."""
+    return sorted(p for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").is_file())
+
+
+def _install_for_tests(session: nox.Session) -> list[str]:
+    """Core and every plugin with their test extras; returns the test folders."""
+    session.run("bash", str(ROOT / "scripts" / "ensure-postgres.sh"), external=True)
+    plugins = plugin_dirs()
+    editable = [arg for p in plugins for arg in ("-e", f"{p}[test]")]
+    _install(session, "-e", f"{ROOT}[test,postgres]", *editable)
+    return ["tests", *(str(p.relative_to(ROOT) / "tests") for p in plugins if (p / "tests").is_dir())]
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The whole suite: fast tests in parallel, then the slow process-level ones."""
-    _install(session, "-e", f"{ROOT}[test]")
+    """The whole suite, core and plugins: fast tests in parallel, then the slow ones."""
+    paths = _install_for_tests(session)
     env = {"PYTHONFAULTHANDLER": "1"}
     args = session.posargs
     if args:
         session.run("pytest", *args, env=env)
         return
     workers = "2" if (os.cpu_count() or 1) >= 2 else "0"
-    session.run("pytest", "-m", "not slow", "-n", workers, "-q", env=env)
-    session.run("pytest", "-m", "slow", "-q", env=env, success_codes=[0, 5])
+    session.run("pytest", *paths, "-m", "not slow", "-n", workers, "-q", env=env)
+    session.run("pytest", *paths, "-m", "slow", "-q", env=env, success_codes=[0, 5])
 
 
 @nox.session(python=PYTHON)
 def tests_fast(session: nox.Session) -> None:
     """Everything not marked slow."""
-    _install(session, "-e", f"{ROOT}[test]")
-    session.run("pytest", "-m", "not slow", "-q", *session.posargs)
+    paths = _install_for_tests(session)
+    session.run("pytest", *paths, "-m", "not slow", "-q", *session.posargs)
 
 
 @nox.session(python=PYTHON)
