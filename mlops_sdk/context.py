@@ -42,6 +42,7 @@ def git_context(cwd: str | None = None) -> dict[str, Any] | None:
     if status is None:
         return None
     info: dict[str, Any] = {"commit": None, "branch": None, "dirty": False}
+    dirty_paths: list[str] = []
     for line in status.splitlines():
         if line.startswith("# branch.oid "):
             oid = line.split(" ", 2)[2]
@@ -51,14 +52,56 @@ def git_context(cwd: str | None = None) -> dict[str, Any] | None:
             info["branch"] = None if head == "(detached)" else head
         elif not line.startswith("#"):
             info["dirty"] = True
-    info.update(_git_location(cwd or os.getcwd()))
+            dirty_paths.append(_status_path(line))
+    location = _git_location(cwd or os.getcwd())
+    info.update(location)
     if info["dirty"] and info["commit"]:
-        diff = _git("diff", "HEAD", "--no-color", "--no-ext-diff", cwd=cwd) or ""
-        if len(diff.encode()) > MAX_DIFF_BYTES:
-            info["diff_truncated"] = True
-            diff = diff.encode()[:MAX_DIFF_BYTES].decode("utf-8", "ignore")
-        info["diff"] = diff
+        info.update(_git_diff(cwd, location.get("root"), status, dirty_paths))
     return info
+
+
+def _status_path(line: str) -> str:
+    """The path a ``git status --porcelain=v2`` entry is about."""
+    if line.startswith("1 "):
+        return line.split(" ", 8)[-1]
+    if line.startswith("2 "):
+        return line.split(" ", 9)[-1].split("\t", 1)[0]
+    if line.startswith("u "):
+        return line.split(" ", 10)[-1]
+    return line
+
+
+_diff_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
+def _git_diff(cwd: str | None, root: str | None, status: str, paths: list[str]) -> dict[str, Any]:
+    """``git diff HEAD``, reused while the status and every changed file's size and mtime stay the same.
+
+    The status names the changed files and their HEAD/index blobs; a file edited
+    again changes its mtime. So consecutive runs from unchanged code (a loop of
+    short runs, a sweep) pay for one ``git status``, not also for the diff.
+    """
+    stats = []
+    for path in paths:
+        try:
+            st = os.stat(os.path.join(root or cwd or ".", path))
+            stats.append((path, st.st_mtime_ns, st.st_size))
+        except OSError:
+            stats.append((path, None, None))
+    key = (cwd, status, tuple(stats))
+    cached = _diff_cache.get(key)
+    if cached is not None:
+        return cached
+    diff = _git("diff", "HEAD", "--no-color", "--no-ext-diff", cwd=cwd) or ""
+    out: dict[str, Any] = {}
+    if len(diff.encode()) > MAX_DIFF_BYTES:
+        out["diff_truncated"] = True
+        diff = diff.encode()[:MAX_DIFF_BYTES].decode("utf-8", "ignore")
+    out["diff"] = diff
+    if len(_diff_cache) > 32:
+        _diff_cache.clear()
+    _diff_cache[key] = out
+    return out
 
 
 @functools.lru_cache(maxsize=16)
