@@ -19,6 +19,12 @@ def mlops_register_backends(register: Registrar) -> None:
         "mlops_sdk.tracking.sql:open_sqlite",
         description="SQLite file (WAL, many processes); sqlite:///relative.db or sqlite:////abs.db",
     )
+    register.tracking(
+        "postgresql",
+        "mlops_sdk.tracking.sql:open_postgres",
+        requires="mlops-sdk[postgres]",
+        description="PostgreSQL server (team scale); postgresql://user[:password]@host[:port]/database",
+    )
     register.storage("file", "mlops_sdk.storage.fsspec_storage:open_local", description="local folder")
     register.storage(
         "memory", "mlops_sdk.storage.fsspec_storage:open_memory", description="in-process memory (tests)"

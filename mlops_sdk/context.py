@@ -81,7 +81,7 @@ def _git_diff(cwd: str | None, root: str | None, status: str, paths: list[str]) 
     again changes its mtime. So consecutive runs from unchanged code (a loop of
     short runs, a sweep) pay for one ``git status``, not also for the diff.
     """
-    stats = []
+    stats: list[tuple[str, int | None, int | None]] = []
     for path in paths:
         try:
             st = os.stat(os.path.join(root or cwd or ".", path))

@@ -8,6 +8,7 @@ well, compare by value, and can be built in tests without a store.
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -100,6 +101,9 @@ class WriteBatch:
     metrics: list[tuple[str, str, float, int, float]] = attrs.field(factory=list)
     params: list[tuple[str, str, Any]] = attrs.field(factory=list)
     tags: list[tuple[str, str, str]] = attrs.field(factory=list)
+    # Identifies this batch to the store, so that writing the same batch again (a retry
+    # after a connection lost during COMMIT) does not append its metric points twice.
+    token: str = attrs.field(factory=lambda: os.urandom(16).hex(), eq=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.metrics) + len(self.params) + len(self.tags)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit
 
 REDACTED = "***REDACTED***"
 
@@ -58,15 +58,28 @@ def redact_mapping(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def redact_uri(uri: str) -> str:
-    """Hide the password in ``scheme://user:password@host/…``."""
+    """Hide the password in ``scheme://user:password@host/…`` and secret query parameters (``?password=``)."""
     try:
         parts = urlsplit(uri)
+        password = parts.password
     except ValueError:
         return uri
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.replace(f":{parts.password}@", f":{REDACTED}@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    out = uri
+    if password is not None:
+        netloc = parts.netloc.replace(f":{password}@", f":{REDACTED}@", 1)
+        out = out.replace(f"//{parts.netloc}", f"//{netloc}", 1)
+    if parts.query:
+        items = []
+        for item in parts.query.split("&"):
+            name, sep, value = item.partition("=")
+            plain = unquote_plus(name)
+            if sep and value and (is_secret_name(plain) or "password" in plain.lower()):
+                item = f"{name}={REDACTED}"
+            items.append(item)
+        query = "&".join(items)
+        if query != parts.query:
+            out = out.replace(f"?{parts.query}", f"?{query}", 1)
+    return out
 
 
 def redact_argv(argv: Sequence[str]) -> list[str]:

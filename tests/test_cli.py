@@ -443,7 +443,7 @@ def test_plugins_lists_builtin_schemes() -> None:
     assert result.exit_code == 0, result.stderr
     out = result.stdout
     assert re.search(r"local \(built-in\)\s+\S*\s*tracking\s+sqlite", out)
-    for kind, scheme in (("storage", "file"), ("storage", "memory"), ("compute", "local")):
+    for kind, scheme in (("tracking", "postgresql"), ("storage", "file"), ("storage", "memory"), ("compute", "local")):
         assert re.search(rf"^\s+{kind}\s+{scheme}\s", out, re.MULTILINE), (kind, scheme)
 
     data = _strict_json(CliRunner().invoke(cli, ["plugins", "--json"]).stdout)
@@ -451,7 +451,7 @@ def test_plugins_lists_builtin_schemes() -> None:
     assert local["builtin"] is True
     assert local["module"] == "mlops_sdk.builtin"
     assert local["schemes"] == {
-        "tracking": ["sqlite"],
+        "tracking": ["sqlite", "postgresql"],
         "storage": ["file", "memory"],
         "compute": ["local"],
         "deployer": [],

@@ -8,6 +8,7 @@ backend, the way scikit-learn's ``check_estimator`` is used::
 
     # plugins/mlops-sdk-s3/tests/test_conformance.py
     import pytest
+    from mlops_sdk.testing.postgres import PostgresServer, PostgresUnavailable
     from mlops_sdk.testing.storage_conformance import StorageConformance
     from mlops_sdk_s3 import S3Storage
 
@@ -31,10 +32,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from mlops_sdk.testing.postgres import PostgresServer, PostgresUnavailable
     from mlops_sdk.testing.storage_conformance import StorageConformance
     from mlops_sdk.testing.tracking_conformance import TrackingStoreConformance
 
 _LAZY = {
+    "PostgresServer": "mlops_sdk.testing.postgres",
+    "PostgresUnavailable": "mlops_sdk.testing.postgres",
     "StorageConformance": "mlops_sdk.testing.storage_conformance",
     "TrackingStoreConformance": "mlops_sdk.testing.tracking_conformance",
 }
@@ -49,4 +53,4 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module_name), name)
 
 
-__all__ = ["StorageConformance", "TrackingStoreConformance"]
+__all__ = ["PostgresServer", "PostgresUnavailable", "StorageConformance", "TrackingStoreConformance"]

@@ -10,6 +10,8 @@ Contract (checked by ``mlops_sdk.testing.conformance``):
   Params are immutable: writing an existing key again keeps the first value.
   Tags are last-writer-wins. Metric points are appended; a run's latest value
   of a metric is the point with the highest step, then the latest timestamp.
+  A store that retries on its own should apply one batch (``WriteBatch.token``)
+  at most once, so that a retry after a lost COMMIT does not append twice.
 * NaN metric values are stored and read back as NaN; ±inf likewise.
 * Reads never see a half-applied batch.
 * Raised errors are :class:`mlops_sdk.errors.MlopsError` subclasses

@@ -1,15 +1,30 @@
-"""The SQL tracking store: SQLite (the embedded default), shared with PostgreSQL.
+"""The SQL tracking store: SQLite (the embedded default) and PostgreSQL (team scale).
 
 One SQLAlchemy Core layer serves every database; dialect differences (upserts,
-locking) are confined to a few helpers. SQLite runs in WAL mode with a long
-busy timeout and takes the write lock at the start of a write transaction
-(``BEGIN IMMEDIATE``), so many processes can log into one file without
-"database is locked" errors: writers queue instead of failing.
+locking, LIKE escapes, case folding) are confined to a few helpers.
+
+SQLite runs in WAL mode with a long busy timeout and takes the write lock at
+the start of a write transaction (``BEGIN IMMEDIATE``), so many processes can
+log into one file without "database is locked" errors: writers queue instead
+of failing.
+
+PostgreSQL (``postgresql://user[:password]@host[:port]/db``, driver psycopg 3)
+uses a pool of connections checked before use (``pool_pre_ping``); reads run
+in REPEATABLE READ so one read never mixes two batches; schema creation and
+migration hold an advisory lock so many processes may start at once. Text
+columns are ``COLLATE "C"`` (code point order, as SQLite's BINARY), LIKE has
+no escape character (as SQLite), NaN is stored as NULL (as SQLite).
+
+On both, transient failures (locked database, connection refused or reset,
+server restarting, serialization failures, deadlocks) are retried with
+jittered backoff for up to ``retry_seconds``, then raised as
+:class:`~mlops_sdk.tracking.base.TransientError`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 import threading
@@ -19,11 +34,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
 from mlops_sdk.errors import BackendError, ExperimentNotFound, MlopsError, RunNotFound
 from mlops_sdk.query import And, Comparison, Expr, Or, OrderKey, param_number, param_text
@@ -35,7 +51,7 @@ from mlops_sdk.records import (
     RunStatus,
     WriteBatch,
 )
-from mlops_sdk.redact import redact_uri
+from mlops_sdk.redact import REDACTED, redact_uri
 from mlops_sdk.tracking import schema as S
 from mlops_sdk.tracking.base import TrackingStore, TransientError
 
@@ -53,26 +69,140 @@ def _none_to_nan(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
+# PostgreSQL error codes worth retrying: every connection exception (class 08),
+# the server shutting down or starting up (57P01 admin_shutdown, 57P02
+# crash_shutdown, 57P03 cannot_connect_now), too many connections (53300),
+# serialization failures (40001) and deadlocks (40P01).
+_TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "40001", "40P01"})
+_TRANSIENT_WORDS = (
+    # SQLite
+    "database is locked",
+    "database table is locked",
+    "busy",
+    # PostgreSQL / libpq / psycopg, for errors that carry no SQLSTATE (raised client side)
+    "could not connect",
+    "connection refused",
+    "server closed the connection",
+    "terminating connection",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "connection reset",
+    "connection timed out",
+    "timeout expired",
+    "no route to host",
+    "network is unreachable",
+    "could not receive data from server",
+    "could not send data to server",
+    "consuming input failed",
+    "server conn crashed",
+    "ssl syscall error",
+    "no connection to the server",
+    "the connection is lost",
+    "the connection is closed",
+    "sorry, too many clients already",
+    "could not serialize access",
+    "deadlock detected",
+)
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    orig = getattr(exc, "orig", exc)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return code if isinstance(code, str) else None
+
+
 def _is_transient(exc: BaseException) -> bool:
+    """Whether a database error is worth retrying (the same call may succeed a moment later)."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
+    code = _sqlstate(exc)
+    if code is not None and (code.startswith("08") or code in _TRANSIENT_SQLSTATES):
+        return True
     text = str(getattr(exc, "orig", exc)).lower()
-    return isinstance(exc, OperationalError) and any(
-        word in text
-        for word in (
-            "database is locked",
-            "database table is locked",
-            "busy",
-            "could not connect",
-            "connection refused",
-            "server closed the connection",
-            "terminating connection",
-            "the database system is starting up",
-            "the database system is shutting down",
-            "connection reset",
-            "connection timed out",
+    return isinstance(exc, OperationalError) and any(word in text for word in _TRANSIENT_WORDS)
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------
+POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg")
+# Engine settings a PostgreSQL URI may carry in its query string (removed before
+# the rest reaches libpq): ?pool_size=10&max_overflow=20&pool_timeout=30&pool_recycle=1800
+_POOL_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "pool_size": int,
+    "max_overflow": int,
+    "pool_timeout": float,
+    "pool_recycle": int,
+}
+POOL_DEFAULTS: dict[str, Any] = {"pool_size": 5, "max_overflow": 10, "pool_timeout": 30.0, "pool_recycle": 1800}
+CONNECT_TIMEOUT = 10
+
+
+def postgres_engine_args(uri: str) -> tuple[str, dict[str, Any]]:
+    """``postgresql://…`` → the SQLAlchemy URL for psycopg 3 and the ``create_engine`` keywords.
+
+    Pool settings in the query string (``pool_size``, ``max_overflow``,
+    ``pool_timeout``, ``pool_recycle``) become engine keywords; every other
+    query parameter (``sslmode``, ``connect_timeout``, ``options``…) goes to libpq.
+    """
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if scheme not in POSTGRES_SCHEMES:
+        driver = scheme.partition("+")[2]
+        raise BackendError(
+            f"tracking store {redact_uri(uri)}: unsupported PostgreSQL driver {driver!r}; "
+            "use postgresql:// or postgresql+psycopg:// (psycopg 3: pip install mlops-sdk[postgres])"
         )
-    )
+    if not parts.path.strip("/"):
+        raise BackendError(f"tracking store {redact_uri(uri)}: no database name (postgresql://user@host:port/DATABASE)")
+    engine_kwargs: dict[str, Any] = dict(POOL_DEFAULTS)
+    query: list[tuple[str, str]] = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in _POOL_OPTIONS:
+            try:
+                engine_kwargs[key] = _POOL_OPTIONS[key](value)
+            except ValueError as exc:
+                raise BackendError(f"tracking store {redact_uri(uri)}: {key}={value!r} is not a number") from exc
+        else:
+            query.append((key, value))
+    connect_args: dict[str, Any] = {"application_name": "mlops-sdk"}
+    if not any(k == "connect_timeout" for k, _ in query):
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT
+    url = urlunsplit(parts._replace(scheme="postgresql+psycopg", query=urlencode(query)))
+    engine_kwargs.update(pool_pre_ping=True, connect_args=connect_args)
+    return url, engine_kwargs
+
+
+class _SecondaryErrorFilter(logging.Filter):
+    """Drop psycopg's "error ignored terminating <Pipeline>" warnings.
+
+    psycopg logs them when a connection dies inside a pipeline (``executemany``)
+    while the first error is still propagating; that first error reaches the
+    store, which retries it or raises it, so the warning is only noise on stderr.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("error ignored terminating")
+
+
+_PSYCOPG_FILTER = _SecondaryErrorFilter()
+
+
+def _quiet_psycopg() -> None:
+    logger = logging.getLogger("psycopg")
+    if _PSYCOPG_FILTER not in logger.filters:
+        logger.addFilter(_PSYCOPG_FILTER)
+
+
+def _password_of(uri: str) -> str | None:
+    """The password in ``uri`` (netloc or ``?password=``), to scrub from error messages."""
+    try:
+        parts = urlsplit(uri)
+        secrets = [parts.password] + [v for k, v in parse_qsl(parts.query) if k == "password"]
+    except ValueError:
+        return None
+    found = [s for s in secrets if s]
+    return found[0] if found else None
 
 
 def sqlite_url(uri: str, root: Path) -> str:
@@ -87,10 +217,11 @@ def sqlite_url(uri: str, root: Path) -> str:
 
 
 class SqlTrackingStore(TrackingStore):
-    """Tracking store on any SQLAlchemy-supported database (tested: SQLite)."""
+    """Tracking store on SQLite or PostgreSQL, through SQLAlchemy Core."""
 
     def __init__(self, uri: str, *, root: Path | str = ".", engine: Engine | None = None, retry_seconds: float = RETRY_SECONDS) -> None:
         self.uri = redact_uri(uri)
+        self._password = _password_of(uri)
         self.retry_seconds = retry_seconds
         root = Path(root)
         if engine is None:
@@ -112,7 +243,17 @@ class SqlTrackingStore(TrackingStore):
         self._lock = threading.Lock()
         # In-memory SQLite is one connection shared by every thread (StaticPool): one user at a time.
         self._one_connection = isinstance(engine.pool, sa.pool.StaticPool)
-        self._retry(self._create_schema)
+        # The collation lower() folds under for ILIKE (PostgreSQL: chosen in _create_schema).
+        self._fold_collation: str | None = None
+        # PostgreSQL: a read runs in one snapshot, so it never sees half of a concurrent batch.
+        self._read_options: dict[str, Any] = (
+            {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True} if self.dialect == "postgresql" else {}
+        )
+        try:
+            self._retry(self._create_schema)
+        except BaseException:
+            engine.dispose()
+            raise
 
     # -- connection management ----------------------------------------------------
     @staticmethod
@@ -125,7 +266,16 @@ class SqlTrackingStore(TrackingStore):
             engine = sa.create_engine(url, **kwargs)
             _configure_sqlite(engine)
             return engine
-        return sa.create_engine(uri, pool_pre_ping=True, pool_size=4, max_overflow=8)
+        url, kwargs = postgres_engine_args(uri)
+        _quiet_psycopg()
+        try:
+            return sa.create_engine(url, **kwargs)
+        except ImportError as exc:
+            from mlops_sdk.errors import MissingDependency
+
+            raise MissingDependency(
+                f"tracking store {redact_uri(uri)} needs psycopg 3 ({exc}): pip install mlops-sdk[postgres]"
+            ) from exc
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -134,15 +284,20 @@ class SqlTrackingStore(TrackingStore):
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self._exclusive(), self.engine.connect() as conn, conn.begin():
+        with self._exclusive(), self.engine.connect().execution_options(**self._read_options) as conn, conn.begin():
             yield conn
 
     def _exclusive(self) -> AbstractContextManager[Any]:
         return self._lock if self._one_connection else nullcontext()
 
+    def _scrub(self, text: str) -> str:
+        """``text`` without the connection password (drivers may echo connection strings)."""
+        return text.replace(self._password, REDACTED) if self._password else text
+
     def _retry(self, fn: Callable[[], T]) -> T:
         """Run ``fn``, retrying transient failures with jittered backoff for up to ``retry_seconds``."""
-        deadline = time.monotonic() + self.retry_seconds
+        started = time.monotonic()
+        deadline = started + self.retry_seconds
         delay = 0.02
         while True:
             try:
@@ -150,23 +305,47 @@ class SqlTrackingStore(TrackingStore):
             except MlopsError:
                 raise
             except DBAPIError as exc:
-                if not _is_transient(exc) or time.monotonic() >= deadline:
-                    kind = TransientError if _is_transient(exc) else BackendError
-                    raise kind(f"tracking store {self.uri}: {exc.orig if exc.orig else exc}") from exc
-            time.sleep(delay * (0.5 + random.random()))
+                transient = _is_transient(exc)
+                if not transient or time.monotonic() >= deadline:
+                    cause = str(exc.orig if exc.orig else exc).strip()
+                    if transient:
+                        cause += f" (still failing after {time.monotonic() - started:.1f}s of retries)"
+                    kind = TransientError if transient else BackendError
+                    raise kind(f"tracking store {self.uri}: {self._scrub(cause)}") from exc
+            except sa.exc.TimeoutError as exc:  # every pooled connection busy for pool_timeout
+                if time.monotonic() >= deadline:
+                    raise TransientError(f"tracking store {self.uri}: {self._scrub(str(exc))}") from exc
+            except SQLAlchemyError as exc:
+                raise BackendError(f"tracking store {self.uri}: {self._scrub(str(exc))}") from exc
+            # sleep, but not past the deadline: the last try happens right at it
+            time.sleep(max(0.0, min(delay * (0.5 + random.random()), deadline - time.monotonic())))
             delay = min(delay * 2, 2.0)
 
     def _create_schema(self) -> None:
-        with self._write() as conn:
-            S.metadata.create_all(conn, checkfirst=True)
-            row = conn.execute(sa.select(S.schema_info.c.version)).first()
-            if row is None:
-                conn.execute(S.schema_info.insert().values(id=1, version=S.SCHEMA_VERSION))
-            elif row.version > S.SCHEMA_VERSION:
+        """Create or migrate the schema, once, however many processes open the store at once."""
+        if self.dialect == "postgresql":
+            # Fast path: a database already at this version needs no lock.
+            with self._read() as conn:
+                self._fold_collation = _pg_fold_collation(conn)
+                if S.current_version(conn) == S.SCHEMA_VERSION:
+                    return
+        try:
+            with self._write() as conn:
+                S.lock_schema(conn)
+                S.migrate(conn)
+        except S.SchemaTooNew as exc:
+            raise BackendError(
+                f"tracking store {self.uri} has schema version {exc.version}, newer than this "
+                f"mlops-sdk understands ({S.SCHEMA_VERSION}); upgrade mlops-sdk"
+            ) from None
+        except DBAPIError as exc:
+            if _sqlstate(exc) == "42501":  # insufficient_privilege
                 raise BackendError(
-                    f"tracking store {self.uri} has schema version {row.version}, newer than this "
-                    f"mlops-sdk understands ({S.SCHEMA_VERSION}); upgrade mlops-sdk"
-                )
+                    f"tracking store {self.uri}: the first start creates the tables, which needs CREATE "
+                    f"on the database's schema (GRANT CREATE ON SCHEMA public TO <user>, or make the user "
+                    f"the database owner): {self._scrub(str(exc.orig))}"
+                ) from exc
+            raise
 
     def close(self) -> None:
         self.engine.dispose()
@@ -250,11 +429,15 @@ class SqlTrackingStore(TrackingStore):
         if parent_id is not None:
             self.get_run(parent_id)
         context_json = json.dumps(context or {}, ensure_ascii=False, default=str)
+        attempts = 0
 
         def go() -> None:
+            nonlocal attempts
+            attempts += 1
             with self._write() as conn:
-                conn.execute(
-                    S.runs.insert().values(
+                inserted = conn.execute(
+                    self._insert(S.runs)
+                    .values(
                         id=run_id,
                         experiment_id=experiment_id,
                         name=name,
@@ -263,7 +446,18 @@ class SqlTrackingStore(TrackingStore):
                         parent_id=parent_id,
                         context=context_json,
                     )
-                )
+                    .on_conflict_do_nothing(index_elements=["id"])
+                    .execution_options(preserve_rowcount=True)  # SQLAlchemy counts UPDATE/DELETE only, unless asked
+                ).rowcount
+                if inserted == 0:
+                    existing = conn.execute(
+                        sa.select(S.runs.c.experiment_id, S.runs.c.name, S.runs.c.start_time, S.runs.c.context)
+                        .where(S.runs.c.id == run_id)
+                    ).first()
+                    # A retry after a connection lost during COMMIT: the first attempt did commit.
+                    if attempts > 1 and existing is not None and tuple(existing) == (experiment_id, name, start_time, context_json):
+                        return
+                    raise BackendError(f"tracking store {self.uri}: a run with id {run_id!r} already exists")
                 self._write_params(conn, [(run_id, k, v) for k, v in (params or {}).items()])
                 self._write_tags(conn, [(run_id, k, v) for k, v in (tags or {}).items()])
 
@@ -344,7 +538,7 @@ class SqlTrackingStore(TrackingStore):
             return sa.false()
         if expr.field == "attributes":
             column = S.runs.c[expr.key]
-            return _apply(column, expr.op, value, present=column.is_not(None))
+            return self._apply(column, expr.op, value, present=column.is_not(None))
         if expr.field == "metrics":
             t, column = S.latest_metrics, S.latest_metrics.c.value
         elif expr.field == "tags":
@@ -352,7 +546,7 @@ class SqlTrackingStore(TrackingStore):
         else:
             t = S.params
             column = t.c.value_text if isinstance(values[0], str) else t.c.value_num
-        inner = _apply(column, expr.op, value, present=column.is_not(None))
+        inner = self._apply(column, expr.op, value, present=column.is_not(None))
         return sa.exists(
             sa.select(sa.literal(1)).select_from(t).where(t.c.run_id == S.runs.c.id, t.c.key == expr.key, inner)
         )
@@ -426,6 +620,7 @@ class SqlTrackingStore(TrackingStore):
             }
             for run_id, key, value in rows
         ]
+        values.sort(key=lambda v: (v["run_id"], v["key"]))  # one lock order for every writer: no deadlocks
         conn.execute(self._insert(S.params).on_conflict_do_nothing(index_elements=["run_id", "key"]), values)
 
     def _write_tags(self, conn: Connection, rows: Sequence[tuple[str, str, str]]) -> None:
@@ -436,7 +631,7 @@ class SqlTrackingStore(TrackingStore):
             latest[(run_id, key)] = value
         stmt = self._insert(S.tags)
         stmt = stmt.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": stmt.excluded.value})
-        conn.execute(stmt, [{"run_id": r, "key": k, "value": v} for (r, k), v in latest.items()])
+        conn.execute(stmt, [{"run_id": r, "key": k, "value": v} for (r, k), v in sorted(latest.items())])
 
     def _write_metrics(self, conn: Connection, rows: Sequence[tuple[str, str, float, int, float]]) -> None:
         if not rows:
@@ -463,7 +658,10 @@ class SqlTrackingStore(TrackingStore):
         )
         conn.execute(
             stmt,
-            [{"run_id": r, "key": k, "value": _nan_to_none(v), "step": s, "timestamp": t} for r, k, v, s, t in newest.values()],
+            [
+                {"run_id": r, "key": k, "value": _nan_to_none(v), "step": s, "timestamp": t}
+                for (r, k, v, s, t) in (newest[ident] for ident in sorted(newest))
+            ],
         )
 
     def write_batch(self, batch: WriteBatch) -> None:
@@ -472,11 +670,32 @@ class SqlTrackingStore(TrackingStore):
 
         def go() -> None:
             with self._write() as conn:
+                if batch.metrics and not self._claim_batch(conn, batch.token):
+                    return  # this very batch was committed before (a retry after a lost COMMIT)
                 self._write_params(conn, batch.params)
                 self._write_tags(conn, batch.tags)
                 self._write_metrics(conn, batch.metrics)
 
         self._retry(go)
+
+    def _claim_batch(self, conn: Connection, token: str) -> bool:
+        """Record ``token`` as applied in this transaction; False when it already was.
+
+        Params (first value wins) and tags (last value wins) are idempotent; metric
+        points are appended, so a batch with metrics must not be applied twice when
+        a retry follows a COMMIT whose answer was lost with the connection.
+        """
+        now = time.time()
+        ab = S.applied_batches
+        claimed = conn.execute(
+            self._insert(ab)
+            .values(token=token, applied_at=now)
+            .on_conflict_do_nothing(index_elements=["token"])
+            .execution_options(preserve_rowcount=True)
+        ).rowcount
+        if claimed and random.random() < 0.002:  # now and then, forget old tokens
+            conn.execute(ab.delete().where(ab.c.applied_at < now - S.APPLIED_BATCH_RETENTION))
+        return bool(claimed)
 
     def metric_history(self, run_id: str, key: str) -> list[Metric]:
         m = S.metrics
@@ -523,6 +742,20 @@ class SqlTrackingStore(TrackingStore):
         return self._retry(go)
 
 
+    def _apply(self, column: Any, op: str, value: Any, *, present: Any) -> Any:
+        if op in ("like", "ilike"):
+            # No escape character anywhere: SQLite has none by default, PostgreSQL's default
+            # (backslash) is switched off, so '\\' in a pattern is a plain character on both.
+            escape = "" if self.dialect == "postgresql" else None
+            if op == "like":
+                return column.like(value, escape=escape)
+            pattern: Any = sa.literal(value, sa.Text())
+            if self._fold_collation is not None:  # lower() folds per its input's collation
+                column, pattern = column.collate(self._fold_collation), pattern.collate(self._fold_collation)
+            return sa.func.lower(column).like(sa.func.lower(pattern), escape=escape)
+        return _apply(column, op, value, present=present)
+
+
 def _apply(column: Any, op: str, value: Any, *, present: Any) -> Any:
     if op == "=":
         return column == value
@@ -536,15 +769,22 @@ def _apply(column: Any, op: str, value: Any, *, present: Any) -> Any:
         return column > value
     if op == ">=":
         return column >= value
-    if op == "like":
-        return column.like(value)
-    if op == "ilike":
-        return sa.func.lower(column).like(sa.func.lower(value))
     if op == "in":
         return column.in_(list(value))
     if op == "not in":
         return sa.and_(present, column.not_in(list(value)))
     raise BackendError(f"unknown operator {op!r}")  # pragma: no cover - parser rejects it
+
+
+def _pg_fold_collation(conn: Connection) -> str:
+    """The collation ILIKE lowers text under on PostgreSQL: Unicode-aware, like Python's ``str.lower``.
+
+    The columns are ``COLLATE "C"``, and lower() under "C" folds ASCII letters
+    only. ICU's root locale folds every letter; without ICU, the database's
+    default collation does (when the database's locale is a UTF-8 one).
+    """
+    row = conn.execute(sa.text("SELECT collname FROM pg_collation WHERE collname = 'und-x-icu'")).first()
+    return "und-x-icu" if row is not None else "default"
 
 
 def _unicode_lower(value: Any) -> Any:
@@ -577,4 +817,13 @@ def open_sqlite(uri: str, *, root: Path | str = ".") -> SqlTrackingStore:
     return SqlTrackingStore(uri, root=root)
 
 
-__all__ = ["IntegrityError", "SqlTrackingStore", "open_sqlite", "sqlite_url"]
+def open_postgres(uri: str, *, root: Path | str = ".", retry_seconds: float = RETRY_SECONDS) -> SqlTrackingStore:
+    """Factory registered for the ``postgresql`` scheme (and ``postgresql+psycopg``).
+
+    ``postgresql://user[:password]@host[:port]/database[?sslmode=…&pool_size=…]``.
+    The database must exist; the first store to open it creates the tables.
+    """
+    return SqlTrackingStore(uri, root=root, retry_seconds=retry_seconds)
+
+
+__all__ = ["IntegrityError", "SqlTrackingStore", "open_postgres", "open_sqlite", "postgres_engine_args", "sqlite_url"]

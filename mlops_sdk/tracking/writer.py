@@ -105,14 +105,17 @@ class BatchWriter:
     def _write_once(self) -> bool:
         """Write one batch (the failed one first). Returns False when nothing was left."""
         with self._write_lock:
-            batch = self._retry if self._retry is not None else self._drain()
-            if not len(batch):
-                return False
-            self._retry = batch
-            self.store.write_batch(batch)
-            self._retry = None
-            self.last_error = None
-            return True
+            return self._write_once_locked()
+
+    def _write_once_locked(self) -> bool:
+        batch = self._retry if self._retry is not None else self._drain()
+        if not len(batch):
+            return False
+        self._retry = batch
+        self.store.write_batch(batch)
+        self._retry = None
+        self.last_error = None
+        return True
 
     def _loop(self) -> None:
         backoff = 0.0
@@ -134,15 +137,20 @@ class BatchWriter:
         store them.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        target = len(self._queue)  # items queued before this call
         delay = 0.05
         while True:
             try:
-                while self._retry is not None or target > 0:
-                    before = len(self._queue)
-                    if not self._write_once():
-                        break
-                    target -= max(before - len(self._queue), 0)
+                # Under the write lock: a drain in progress elsewhere (the thread) may hold
+                # items queued before this call; waiting for the lock waits for that write.
+                # Then everything queued before the call is either stored, in _retry, or
+                # among the first len(queue) items of the queue.
+                with self._write_lock:
+                    target = len(self._queue)
+                    while self._retry is not None or target > 0:
+                        before = len(self._queue)
+                        if not self._write_once_locked():
+                            break
+                        target -= max(before - len(self._queue), 0)
                 return
             except Exception as exc:
                 self.last_error = exc
