@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from mlops_sdk.errors import (
     ArtifactNotFound,
     BackendError,
+    InvalidName,
     InvalidValue,
     ParamConflict,
     PluginError,
@@ -342,6 +343,9 @@ class Run:
             flush_error = exc
             status = RunStatus.FAILED
             error = (error + "\n" if error else "") + f"pending writes could not be stored: {exc}"
+        except (InvalidName, InvalidValue) as exc:  # the store refused some items; the rest is stored
+            flush_error = exc
+            error = (error + "\n" if error else "") + str(exc)
         self.workspace.tracking.end_run(self.id, status, time.time(), error[:MAX_ERROR_CHARS] if error else None)
         self._record = self.workspace.tracking.get_run(self.id)
         from mlops_sdk.plugins import get_plugin_manager

@@ -232,7 +232,13 @@ def reference_order(records: Sequence[RunRecord], order_by: Sequence[OrderKey]) 
 
 
 class TrackingStoreConformance:
-    """The tracking store contract. Subclass as ``Test…`` and provide a ``tracking_store`` fixture."""
+    """The tracking store contract. Subclass as ``Test…`` and provide a ``tracking_store`` fixture.
+
+    Set ``assigns_own_run_ids = True`` for a store whose server chooses run ids
+    (``create_run``'s ``run_id`` is then only a proposal the store may ignore).
+    """
+
+    assigns_own_run_ids = False
 
     @pytest.fixture
     def tracking_store(self) -> TrackingStore:
@@ -349,6 +355,8 @@ class TrackingStoreConformance:
             tags={"team": "growth"},
             context=context,
         )
+        if self.assigns_own_run_ids:
+            run_id = created.id
         for record in (created, tracking_store.get_run(run_id)):
             assert record.id == run_id
             assert record.experiment_id == exp
@@ -377,6 +385,12 @@ class TrackingStoreConformance:
     def test_run_ids_are_unique(self, tracking_store: TrackingStore) -> None:
         exp = self.new_experiment(tracking_store)
         run = self.new_run(tracking_store, exp, name="one")
+        if self.assigns_own_run_ids:  # the store picks ids: proposing a taken one still gives a new run
+            other = self.new_run(tracking_store, exp, run_id=run.id, name="two")
+            assert other.id != run.id
+            assert tracking_store.get_run(run.id).name == "one"
+            assert tracking_store.count_runs([exp]) == 2
+            return
         with pytest.raises(MlopsError):
             self.new_run(tracking_store, exp, run_id=run.id, name="two")
         assert tracking_store.get_run(run.id).name == "one"

@@ -25,7 +25,7 @@ import time
 import weakref
 from typing import Any
 
-from mlops_sdk.errors import BackendError
+from mlops_sdk.errors import BackendError, InvalidName, InvalidValue
 from mlops_sdk.records import WriteBatch
 from mlops_sdk.tracking.base import TrackingStore
 
@@ -55,6 +55,7 @@ class BatchWriter:
         self._wake = threading.Event()
         self._closed = False
         self.last_error: BaseException | None = None
+        self.rejected: list[str] = []  # items the store refused outright, reported by flush()
         self._thread: threading.Thread | None = None
         self._start_thread()
         _writers.add(self)
@@ -112,10 +113,42 @@ class BatchWriter:
         if not len(batch):
             return False
         self._retry = batch
-        self.store.write_batch(batch)
+        try:
+            self.store.write_batch(batch)
+        except (InvalidName, InvalidValue):
+            # The store refuses some item outright (a key its server does not allow,
+            # say): retrying can never succeed, and must not block what comes after.
+            self._write_accepted(batch)
         self._retry = None
         self.last_error = None
         return True
+
+    def _write_accepted(self, batch: WriteBatch) -> None:
+        """Write every item the store accepts; set aside, with the reason, those it refuses."""
+        if len(batch) == 1:
+            try:
+                self.store.write_batch(batch)
+            except (InvalidName, InvalidValue) as exc:
+                item = (batch.metrics or batch.params or batch.tags)[0]
+                self.rejected.append(f"{item[1]!r} of run {item[0]}: {exc}")
+            return
+        items = [("m", m) for m in batch.metrics] + [("p", p) for p in batch.params] + [("t", t) for t in batch.tags]
+        half = len(items) // 2
+        for part in (items[:half], items[half:]):
+            sub = WriteBatch(
+                metrics=[i for k, i in part if k == "m"],  # type: ignore[misc]
+                params=[i for k, i in part if k == "p"],  # type: ignore[misc]
+                tags=[i for k, i in part if k == "t"],  # type: ignore[misc]
+            )
+            try:
+                self.store.write_batch(sub)
+            except (InvalidName, InvalidValue):
+                self._write_accepted(sub)
+
+    def take_rejected(self) -> list[str]:
+        """Items the store refused since the last call (each with the store's reason)."""
+        out, self.rejected = self.rejected, []
+        return out
 
     def _loop(self) -> None:
         backoff = 0.0
@@ -151,7 +184,13 @@ class BatchWriter:
                         if not self._write_once_locked():
                             break
                         target -= max(before - len(self._queue), 0)
+                rejected = self.take_rejected()
+                if rejected:
+                    shown = "; ".join(rejected[:5]) + (f"; and {len(rejected) - 5} more" if len(rejected) > 5 else "")
+                    raise InvalidValue(f"{self.store.uri} refused {len(rejected)} logged item(s): {shown}")
                 return
+            except InvalidValue:
+                raise
             except Exception as exc:
                 self.last_error = exc
                 if deadline is not None and time.monotonic() >= deadline:
