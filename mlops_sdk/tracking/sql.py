@@ -23,6 +23,7 @@ jittered backoff for up to ``retry_seconds``, then raised as
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -636,10 +637,10 @@ class SqlTrackingStore(TrackingStore):
     def _write_metrics(self, conn: Connection, rows: Sequence[tuple[str, str, float, int, float]]) -> None:
         if not rows:
             return
-        conn.execute(
-            S.metrics.insert(),
-            [{"run_id": r, "key": k, "value": _nan_to_none(v), "step": s, "timestamp": t} for r, k, v, s, t in rows],
-        )
+        # The hot write: plain tuples through the driver's executemany, without
+        # SQLAlchemy's per-row parameter processing (the metric flush is most of
+        # what logging costs).
+        conn.exec_driver_sql(self._metrics_insert_sql, [(r, k, v if v == v else None, s, t) for r, k, v, s, t in rows])
         newest: dict[tuple[str, str], tuple[str, str, float, int, float]] = {}
         for row in rows:
             ident = (row[0], row[1])
@@ -662,6 +663,17 @@ class SqlTrackingStore(TrackingStore):
                 {"run_id": r, "key": k, "value": _nan_to_none(v), "step": s, "timestamp": t}
                 for (r, k, v, s, t) in (newest[ident] for ident in sorted(newest))
             ],
+        )
+
+    @functools.cached_property
+    def _metrics_insert_sql(self) -> str:
+        dialect = self.engine.dialect
+        quote = dialect.identifier_preparer.quote
+        columns = ("run_id", "key", "value", "step", "timestamp")
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        return (
+            f"INSERT INTO {quote(S.metrics.name)} ({', '.join(quote(c) for c in columns)}) "
+            f"VALUES ({', '.join(mark for _ in columns)})"
         )
 
     def write_batch(self, batch: WriteBatch) -> None:
