@@ -640,7 +640,26 @@ class SqlTrackingStore(TrackingStore):
         # The hot write: plain tuples through the driver's executemany, without
         # SQLAlchemy's per-row parameter processing (the metric flush is most of
         # what logging costs).
-        conn.exec_driver_sql(self._metrics_insert_sql, [(r, k, v if v == v else None, s, t) for r, k, v, s, t in rows])
+        values = [(r, k, v if v == v else None, s, t) for r, k, v, s, t in rows]
+        if self.dialect == "postgresql":
+            # COPY streams rows in one round trip: several times faster than INSERTs.
+            raw: Any = conn.connection.driver_connection
+            dbapi = self.engine.dialect.loaded_dbapi
+            try:
+                with raw.cursor() as cur, cur.copy(self._metrics_copy_sql) as copy:
+                    for row in values:
+                        copy.write_row(row)
+            except dbapi.Error as exc:  # as SQLAlchemy would raise it, so retries and errors work alike
+                raise sa.exc.DBAPIError.instance(
+                    self._metrics_copy_sql,
+                    None,
+                    exc,
+                    dbapi.Error,
+                    connection_invalidated=self.engine.dialect.is_disconnect(exc, raw, None),
+                    dialect=self.engine.dialect,
+                ) from exc
+        else:
+            conn.exec_driver_sql(self._metrics_insert_sql, values)
         newest: dict[tuple[str, str], tuple[str, str, float, int, float]] = {}
         for row in rows:
             ident = (row[0], row[1])
@@ -675,6 +694,12 @@ class SqlTrackingStore(TrackingStore):
             f"INSERT INTO {quote(S.metrics.name)} ({', '.join(quote(c) for c in columns)}) "
             f"VALUES ({', '.join(mark for _ in columns)})"
         )
+
+    @functools.cached_property
+    def _metrics_copy_sql(self) -> str:
+        quote = self.engine.dialect.identifier_preparer.quote
+        columns = ", ".join(quote(c) for c in ("run_id", "key", "value", "step", "timestamp"))
+        return f"COPY {quote(S.metrics.name)} ({columns}) FROM STDIN"
 
     def write_batch(self, batch: WriteBatch) -> None:
         if not len(batch):
