@@ -89,7 +89,11 @@ def typecheck(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Benchmarks against MLflow on the same machine, in the same run."""
-    _install(session, "-e", f"{ROOT}[sklearn]", "mlflow")
+    session.run("bash", str(ROOT / "scripts" / "ensure-postgres.sh"), external=True)
+    _install(session, "-e", f"{ROOT}[sklearn,postgres]", "mlflow")
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     session.run("python", str(ROOT / "bench" / "tracking_bench.py"), "--out", str(out / "tracking.json"), *session.posargs)
+    session.run(
+        "python", str(ROOT / "bench" / "tracking_load_bench.py"), "--out", str(out / "tracking_load.json"), *session.posargs
+    )

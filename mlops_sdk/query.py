@@ -21,6 +21,7 @@ run does not have is false, as is any comparison with NaN.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -392,3 +393,43 @@ def matches(expr: Expr | None, record: Any) -> bool:
         hit = any(_compare(left, "=", v) for v in values)
         return hit if expr.op == "in" else not hit
     return _compare(left, expr.op, values[0])
+
+
+def _sort_values(record: Any, key: OrderKey) -> list[Any]:
+    if key.field == "metrics":
+        value = record.metrics.get(key.key)
+        return [None if value is None or math.isnan(value) else value]
+    if key.field == "params":
+        if key.key not in record.params:
+            return [None, None]
+        value = record.params[key.key]
+        return [param_number(value), param_text(value)]
+    if key.field == "tags":
+        return [record.tags.get(key.key)]
+    value = getattr(record, key.key)
+    return [str(value) if key.key == "status" and value is not None else value]
+
+
+def sort_records(records: Sequence[Any], order_by: Sequence[OrderKey]) -> list[Any]:
+    """``records`` (RunRecords) in search order: the order every store must follow.
+
+    Each key in turn (params: numeric reading, then text; missing and NaN last,
+    whatever the direction), then newest first, then by id.
+    """
+
+    def compare(a: Any, b: Any) -> int:
+        for key in order_by:
+            for x, y in zip(_sort_values(a, key), _sort_values(b, key), strict=True):
+                if x == y:
+                    continue
+                if x is None:
+                    return 1
+                if y is None:
+                    return -1
+                result = -1 if x < y else 1
+                return -result if key.descending else result
+        if a.start_time != b.start_time:
+            return -1 if a.start_time > b.start_time else 1
+        return -1 if a.id < b.id else (1 if a.id > b.id else 0)
+
+    return sorted(records, key=functools.cmp_to_key(compare))

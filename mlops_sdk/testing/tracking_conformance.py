@@ -19,13 +19,11 @@ agree with, on random runs and random filters (hypothesis).
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import threading
 import time
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -43,9 +41,8 @@ from mlops_sdk.query import (
     Or,
     OrderKey,
     matches,
-    param_number,
-    param_text,
     parse_filter,
+    sort_records,
 )
 from mlops_sdk.records import ArtifactEntry, RunRecord, RunStatus, WriteBatch
 from mlops_sdk.tracking.base import TrackingStore
@@ -195,40 +192,8 @@ _filters: st.SearchStrategy[Expr] = st.recursive(
 )
 
 
-# -- the reference ordering -------------------------------------------------------------
-def _sort_values(record: RunRecord, key: OrderKey) -> list[Any]:
-    if key.field == "metrics":
-        value = record.metrics.get(key.key)
-        return [None if value is None or math.isnan(value) else value]
-    if key.field == "params":
-        if key.key not in record.params:
-            return [None, None]
-        value = record.params[key.key]
-        return [param_number(value), param_text(value)]
-    if key.field == "tags":
-        return [record.tags.get(key.key)]
-    return [getattr(record, key.key)]
-
-
-def reference_order(records: Sequence[RunRecord], order_by: Sequence[OrderKey]) -> list[RunRecord]:
-    """``records`` in search order: each key (numbers, then text; missing last), then newest first, then id."""
-
-    def compare(a: RunRecord, b: RunRecord) -> int:
-        for key in order_by:
-            for x, y in zip(_sort_values(a, key), _sort_values(b, key), strict=True):
-                if x == y:
-                    continue
-                if x is None:
-                    return 1
-                if y is None:
-                    return -1
-                result = -1 if x < y else 1
-                return -result if key.descending else result
-        if a.start_time != b.start_time:
-            return -1 if a.start_time > b.start_time else 1
-        return -1 if a.id < b.id else (1 if a.id > b.id else 0)
-
-    return sorted(records, key=functools.cmp_to_key(compare))
+# -- the reference ordering: mlops_sdk.query.sort_records ---------------------------------
+reference_order = sort_records
 
 
 class TrackingStoreConformance:

@@ -21,12 +21,10 @@ final answer:
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
-from typing import Any
 
-from mlops_sdk.query import And, Comparison, Expr, Or, OrderKey, param_number, param_text
+from mlops_sdk.query import And, Comparison, Expr, Or, OrderKey, sort_records
 from mlops_sdk.records import RunRecord
 
 from mlops_sdk_mlflow.codec import DBL_MAX, PARENT_TAG
@@ -140,37 +138,6 @@ def mlflow_order(order_by: Sequence[OrderKey]) -> list[str] | None:
     return out[:1]
 
 
-def _sort_values(record: RunRecord, key: OrderKey) -> list[Any]:
-    if key.field == "metrics":
-        value = record.metrics.get(key.key)
-        return [None if value is None or math.isnan(value) else value]
-    if key.field == "params":
-        if key.key not in record.params:
-            return [None, None]
-        value = record.params[key.key]
-        return [param_number(value), param_text(value)]
-    if key.field == "tags":
-        return [record.tags.get(key.key)]
-    value = getattr(record, key.key)
-    return [str(value) if key.key == "status" else value]
-
-
 def order_records(records: Sequence[RunRecord], order_by: Sequence[OrderKey]) -> list[RunRecord]:
-    """``records`` in the contract's search order."""
-
-    def compare(a: RunRecord, b: RunRecord) -> int:
-        for key in order_by:
-            for x, y in zip(_sort_values(a, key), _sort_values(b, key), strict=True):
-                if x == y:
-                    continue
-                if x is None:
-                    return 1
-                if y is None:
-                    return -1
-                result = -1 if x < y else 1
-                return -result if key.descending else result
-        if a.start_time != b.start_time:
-            return -1 if a.start_time > b.start_time else 1
-        return -1 if a.id < b.id else (1 if a.id > b.id else 0)
-
-    return sorted(records, key=functools.cmp_to_key(compare))
+    """``records`` in the contract's search order (core's reference ordering)."""
+    return sort_records(records, order_by)
