@@ -987,7 +987,7 @@ def run_search(
     put: Any,
 ) -> None:
     expected = expected_results(cfg["query_runs"], cfg["query_metrics"])
-    for tool in TOOLS:
+    for tool in cfg["tools"]:
         key = f"search/{db}/{tool}"
         if not available[tool]:
             put(key, {"skipped": f"{TOOLS[tool]} is not installed"})
@@ -1252,6 +1252,7 @@ def main(argv: list[str] | None = None) -> int:
         help=f"throughput variants, a subset of: {','.join(VARIANTS)}",
     )
     p.add_argument("--writers", help="writer counts, e.g. 1,16 (default 1,4,16)")
+    p.add_argument("--tools", default="mlops,mlflow", help="a subset of: mlops,mlflow")
     p.add_argument("--worker", nargs=2, metavar=("KIND", "NAME"), help=argparse.SUPPRESS)
     p.add_argument("--config", help=argparse.SUPPRESS)
     p.add_argument("--result-file", help=argparse.SUPPRESS)
@@ -1272,6 +1273,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown variant in --variants; choose from {','.join(VARIANTS)}")
     if a.writers:
         cfg["writers"] = [int(x) for x in a.writers.split(",")]
+    cfg["tools"] = [t.strip() for t in a.tools.split(",") if t.strip()]
+    if set(cfg["tools"]) - set(TOOLS):
+        p.error("unknown tool in --tools; choose from mlops,mlflow")
+    cfg["variants"] = [v for v in cfg["variants"] if tool_of(v) in cfg["tools"]]
     dbs = [d.strip() for d in a.db.split(",") if d.strip()]
     parts = [x.strip() for x in a.only.split(",") if x.strip()]
     if set(dbs) - set(DBS) or set(parts) - {"throughput", "search"}:
