@@ -29,6 +29,7 @@ from mlops_sdk.fluent import (
 from mlops_sdk.records import RunStatus
 
 if TYPE_CHECKING:
+    from mlops_sdk.dataset import Dataset, DatasetVersion
     from mlops_sdk.experiment import Experiment
     from mlops_sdk.job import Job
     from mlops_sdk.run import Run
@@ -41,6 +42,8 @@ _LAZY = {
     "Experiment": "mlops_sdk.experiment",
     "Run": "mlops_sdk.run",
     "Job": "mlops_sdk.job",
+    "Dataset": "mlops_sdk.dataset",
+    "DatasetVersion": "mlops_sdk.dataset",
 }
 
 
@@ -56,6 +59,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Dataset",
+    "DatasetVersion",
     "Experiment",
     "Job",
     "Run",

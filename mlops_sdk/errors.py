@@ -62,6 +62,42 @@ class ObjectNotFound(NotFound):
     """The storage backend holds no object under the given key."""
 
 
+class DatasetNotFound(NotFound):
+    """No dataset of that name, or it has no versions yet."""
+
+
+class ModelNotFound(NotFound):
+    """No registered model of that name."""
+
+
+class VersionNotFound(NotFound):
+    """No such version (number, id or alias) of a dataset or model."""
+
+
+class AliasNotFound(VersionNotFound):
+    """A model alias (such as ``production``) that points at no version."""
+
+
+class CheckoutConflict(MlopsError):
+    """A checkout would overwrite or delete local changes that are stored nowhere (use ``force``)."""
+
+
+class FlavorError(MlopsError):
+    """No model flavor recognises an object, or a flavor cannot save or load a model."""
+
+
+class UnsafeModel(MlopsError):
+    """Loading this model would run pickle (arbitrary code); it needs an explicit opt-in."""
+
+
+class SignatureMismatch(InvalidValue):
+    """Prediction input does not match the model's signature (names the column or shape)."""
+
+
+class GateFailed(MlopsError):
+    """A promotion requirement does not hold; the message says which and why."""
+
+
 class RunNotActive(MlopsError):
     """Something was logged to a run that has already ended, or no run is active."""
 
@@ -83,10 +119,15 @@ class JobError(MlopsError):
 
 
 __all__ = [
+    "AliasNotFound",
     "ArtifactNotFound",
     "BackendError",
+    "CheckoutConflict",
     "ConfigError",
+    "DatasetNotFound",
     "ExperimentNotFound",
+    "FlavorError",
+    "GateFailed",
     "IntegrityError",
     "InvalidFilter",
     "InvalidName",
@@ -94,11 +135,15 @@ __all__ = [
     "JobError",
     "MissingDependency",
     "MlopsError",
+    "ModelNotFound",
     "NotFound",
     "ObjectNotFound",
     "ParamConflict",
     "PluginError",
     "RunNotActive",
     "RunNotFound",
+    "SignatureMismatch",
     "UnknownScheme",
+    "UnsafeModel",
+    "VersionNotFound",
 ]

@@ -26,7 +26,7 @@ from mlops_sdk.errors import MissingDependency, PluginError, UnknownScheme
 
 ENTRY_POINT_GROUP = "mlops_sdk"
 BUILTIN_PLUGINS = ("mlops_sdk.builtin",)
-KINDS = ("tracking", "storage", "compute", "deployer")
+KINDS = ("tracking", "storage", "compute", "deployer", "source", "flavor")
 
 Factory = Callable[..., Any]
 
@@ -153,6 +153,18 @@ class Registrar:
     def deployer(self, scheme: str, factory: str | Factory, *, requires: str = "", description: str = "", clobber: bool = False) -> None:
         """Register a deployer (``mlops_sdk.deploy.base.Deployer``)."""
         self._add("deployer", scheme, factory, requires, description, clobber)
+
+    def source(self, scheme: str, factory: str | Factory, *, requires: str = "", description: str = "", clobber: bool = False) -> None:
+        """Register a reader of data versioned elsewhere (``mlops_sdk.storage.datasets.DatasetSource``).
+
+        Dataset versions whose ``source`` names this scheme (``{"type": scheme, ...}``)
+        are read through it: DVC-tracked data in a Git repository, for example.
+        """
+        self._add("source", scheme, factory, requires, description, clobber)
+
+    def flavor(self, name: str, factory: str | Factory, *, requires: str = "", description: str = "", clobber: bool = False) -> None:
+        """Register a model flavor (``mlops_sdk.flavors.base.Flavor``): how a kind of model is saved and loaded."""
+        self._add("flavor", name, factory, requires, description, clobber)
 
 
 @attrs.frozen

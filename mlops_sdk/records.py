@@ -78,6 +78,50 @@ class RunRecord:
     error: str | None = None
 
 
+@attrs.frozen(hash=False)
+class VersionRecord:
+    """One immutable version of a dataset or a model, as the tracking store keeps it.
+
+    ``kind`` is ``"dataset"`` or ``"model"``; ``version`` counts 1, 2, … per
+    (kind, name); ``id`` is the content id (sha256 of the manifest). ``meta``
+    holds what the kind needs (file count and size, DVC source, flavor,
+    signature…); ``run_id`` is the run that produced it, if any.
+    """
+
+    kind: str
+    name: str
+    version: int
+    id: str
+    created_at: float
+    message: str = ""
+    tags: Mapping[str, str] = attrs.field(factory=dict)
+    meta: Mapping[str, Any] = attrs.field(factory=dict)
+    run_id: str | None = None
+
+
+@attrs.frozen
+class LineageEdge:
+    """A run used (``role="input"``) or produced (``role="output"``) a version."""
+
+    run_id: str
+    kind: str
+    name: str
+    version: int
+    role: str
+    created_at: float
+
+
+@attrs.frozen
+class AliasEvent:
+    """An alias was pointed at ``version`` (None: removed) at ``set_at``."""
+
+    kind: str
+    name: str
+    alias: str
+    version: int | None
+    set_at: float
+
+
 @attrs.frozen
 class MetricWrite:
     """A metric point addressed to a run, as queued by the background writer."""

@@ -43,6 +43,7 @@ from mlops_sdk.validation import (
 )
 
 if TYPE_CHECKING:
+    from mlops_sdk.dataset import DatasetVersion
     from mlops_sdk.workspace import Workspace
 
 MAX_ERROR_CHARS = 20_000
@@ -275,6 +276,39 @@ class Run:
             entries.append(ArtifactEntry(rel, size, digest))
         self.workspace.tracking.add_artifacts(self.id, entries)
         return entries
+
+    def use_dataset(self, dsv: DatasetVersion) -> DatasetVersion:
+        """Record that this run reads ``dsv`` (lineage: input).
+
+        A version read from elsewhere (``Dataset.from_dvc``) is first recorded
+        in this workspace, pinned to its source. The run gets a tag
+        ``mlops.dataset.<name>`` = ``v<version>`` for filtering; returns the
+        (registered) version.
+        """
+        from mlops_sdk.dataset import Dataset, DatasetVersion
+
+        self._check_active()
+        if not isinstance(dsv, DatasetVersion):
+            raise InvalidValue(f"use_dataset takes a DatasetVersion, got {type(dsv).__name__}")
+        if dsv.version is None or dsv.workspace is None:
+            dsv = Dataset(self.workspace, dsv.name).register(dsv)
+        elif dsv.workspace.tracking.uri != self.workspace.tracking.uri:
+            raise InvalidValue(f"{dsv.label} belongs to another workspace ({dsv.workspace.tracking.uri})")
+        assert dsv.version is not None
+        self.workspace.tracking.add_lineage(self.id, "dataset", dsv.name, dsv.version, "input")
+        self._writer.tag(self.id, f"mlops.dataset.{dsv.name}", f"v{dsv.version}")  # type: ignore[union-attr]
+        return dsv
+
+    def datasets(self) -> list[DatasetVersion]:
+        """The dataset versions this run used."""
+        from mlops_sdk.dataset import DatasetVersion
+
+        edges = self.workspace.tracking.lineage(run_id=self.id, kind="dataset")
+        return [
+            DatasetVersion(self.workspace, self.workspace.tracking.get_version("dataset", e.name, e.version))
+            for e in edges
+            if e.role == "input"
+        ]
 
     def log_text(self, text: str, artifact_path: str) -> ArtifactEntry:
         """Store a string as an artifact file."""

@@ -22,10 +22,12 @@ from mlops_sdk.validation import validate_name
 
 if TYPE_CHECKING:
     from mlops_sdk.compute.base import ComputeBackend
+    from mlops_sdk.dataset import Dataset
     from mlops_sdk.experiment import Experiment
     from mlops_sdk.job import Job
     from mlops_sdk.run import Run, RunList
     from mlops_sdk.storage.base import Storage
+    from mlops_sdk.storage.datasets import DatasetStore
     from mlops_sdk.storage.objects import ObjectStore
     from mlops_sdk.tracking.base import TrackingStore
     from mlops_sdk.tracking.writer import BatchWriter
@@ -84,6 +86,16 @@ class Workspace:
         from mlops_sdk.storage.objects import ObjectStore
 
         return ObjectStore(self.storage)
+
+    @property
+    def state_dir(self) -> Path:
+        """A local folder for per-machine caches (the stat cache): ``<root>/.mlops/cache``."""
+        return self.config.root / ".mlops" / "cache"
+
+    @cached_property
+    def dataset_store(self) -> DatasetStore:
+        """Where dataset files are kept: objects in :attr:`storage` by default, DVC with ``dvc://``."""
+        return self.storage.dataset_store(self.state_dir)
 
     @cached_property
     def compute(self) -> ComputeBackend:
@@ -161,6 +173,19 @@ class Workspace:
         records = self.tracking.search_runs(ids, parse_filter(filter), parse_order_by(order_by), limit=_check_limit(limit), offset=_check_offset(offset))
         return RunList(Run(self, r) for r in records)
 
+    # -- datasets -----------------------------------------------------------------------
+    def dataset(self, name: str) -> Dataset:
+        """The dataset called ``name`` (it exists once a version has been added)."""
+        from mlops_sdk.dataset import Dataset
+
+        return Dataset(self, name)
+
+    def datasets(self) -> list[Dataset]:
+        """Every dataset with at least one version, by name."""
+        from mlops_sdk.dataset import Dataset
+
+        return [Dataset(self, name) for name in self.tracking.version_names("dataset")]
+
     # -- compute ------------------------------------------------------------------------
     def submit(
         self,
@@ -186,6 +211,8 @@ class Workspace:
                 self._writer.close()
         finally:
             self._closed = True
+            if "dataset_store" in self.__dict__:
+                self.dataset_store.close()
             self.tracking.close()
 
     def __enter__(self) -> Workspace:

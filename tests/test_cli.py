@@ -450,11 +450,13 @@ def test_plugins_lists_builtin_schemes() -> None:
     local = next(p for p in data if p["name"] == "local")
     assert local["builtin"] is True
     assert local["module"] == "mlops_sdk.builtin"
-    assert local["schemes"] == {
+    assert set(local["schemes"]) == {"tracking", "storage", "compute", "deployer", "source", "flavor"}
+    assert {k: local["schemes"][k] for k in ("tracking", "storage", "compute", "deployer", "source")} == {
         "tracking": ["sqlite", "postgresql"],
         "storage": ["file", "memory"],
         "compute": ["local"],
         "deployer": [],
+        "source": [],
     }
     sqlite = local["backends"]["tracking"][0]
     assert sqlite["target"] == "mlops_sdk.tracking.sql:open_sqlite"

@@ -233,14 +233,16 @@ def test_version_1_database_is_migrated(sql_uri: str) -> None:
     SqlTrackingStore(sql_uri).close()
     store = SqlTrackingStore(sql_uri)
     with store.engine.begin() as conn:  # turn it back into version 1
-        S.applied_batches.drop(conn)
+        for table in (S.applied_batches, S.versions, S.version_lineage, S.aliases, S.alias_history):
+            table.drop(conn)
         conn.execute(S.schema_info.update().values(version=1))
     store.close()
     store = SqlTrackingStore(sql_uri)
     try:
         with store.engine.connect() as conn:
-            assert S.current_version(conn) == S.SCHEMA_VERSION == 2
-            assert sa.inspect(conn).has_table("applied_batches")
+            assert S.current_version(conn) == S.SCHEMA_VERSION == 3
+            for table in ("applied_batches", "versions", "version_lineage", "aliases", "alias_history"):
+                assert sa.inspect(conn).has_table(table), table
         exp = store.get_or_create_experiment("e").id
         run = store.create_run(exp, run_id=uuid.uuid4().hex, name="r", start_time=1.0)
         store.write_batch(WriteBatch(metrics=[(run.id, "m", 1.0, 0, 1.0)]))

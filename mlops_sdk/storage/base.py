@@ -18,7 +18,10 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    from mlops_sdk.storage.datasets import DatasetStore
 
 
 class Storage(abc.ABC):
@@ -62,9 +65,30 @@ class Storage(abc.ABC):
     def delete(self, key: str) -> None:
         """Remove the object; removing a missing key is not an error."""
 
+    def modified(self, key: str) -> float | None:
+        """When the object was last written (epoch seconds), or None when the backend cannot tell.
+
+        ``mlops gc`` keeps objects younger than its grace period, so an add in
+        progress in another process never loses the objects it just wrote.
+        """
+        return None
+
     def local_path(self, key: str) -> Path | None:
         """A path on this machine holding the object, when the backend is local (for links)."""
         return None
+
+    def dataset_store(self, state_dir: Path) -> DatasetStore:
+        """The store that keeps dataset files for this storage.
+
+        The default keeps them as content-addressed objects in this storage;
+        ``state_dir`` is a local folder for per-machine caches (the stat cache).
+        A backend with its own notion of data versions (DVC) overrides this.
+        """
+        from mlops_sdk.storage.cas import CasDatasetStore
+        from mlops_sdk.storage.objects import ObjectStore
+        from mlops_sdk.storage.statcache import StatCache
+
+        return CasDatasetStore(ObjectStore(self), StatCache(state_dir / "state.db"))
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""

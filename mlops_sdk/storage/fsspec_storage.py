@@ -132,6 +132,19 @@ class FsspecStorage(Storage):
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self._path(key))
 
+    def modified(self, key: str) -> float | None:
+        try:
+            info = self.fs.info(self._path(key))
+        except (FileNotFoundError, OSError):
+            return None
+        for field in ("mtime", "LastModified", "last_modified", "created"):
+            value = info.get(field)
+            if isinstance(value, int | float):
+                return float(value)
+            if hasattr(value, "timestamp"):
+                return float(value.timestamp())
+        return None
+
 
 class LocalStorage(FsspecStorage):
     """Blobs in a local folder (the embedded default, ``file://.mlops/store``)."""
@@ -244,6 +257,12 @@ class LocalStorage(FsspecStorage):
             except OSError:
                 break
             parent = parent.parent
+
+    def modified(self, key: str) -> float | None:
+        try:
+            return os.stat(self._path(key)).st_mtime
+        except OSError:
+            return None
 
     def local_path(self, key: str) -> Path | None:
         path = Path(self._path(key))

@@ -27,11 +27,14 @@ from collections.abc import Sequence
 from mlops_sdk.errors import BackendError
 from mlops_sdk.query import Expr, OrderKey
 from mlops_sdk.records import (
+    AliasEvent,
     ArtifactEntry,
     ExperimentInfo,
+    LineageEdge,
     Metric,
     RunRecord,
     RunStatus,
+    VersionRecord,
     WriteBatch,
 )
 
@@ -129,6 +132,98 @@ class TrackingStore(abc.ABC):
     @abc.abstractmethod
     def list_artifacts(self, run_id: str) -> list[ArtifactEntry]:
         """Artifact files of a run, sorted by path."""
+
+    def artifact_digests(self) -> set[str]:
+        """The digest of every artifact of every run (what ``mlops gc`` must keep)."""
+        digests: set[str] = set()
+        for record in self.search_runs(None):
+            digests.update(a.digest for a in self.list_artifacts(record.id))
+        return digests
+
+    # -- versions of datasets and models ----------------------------------------------
+    # Not abstract: a store that keeps runs only (an MLflow server, say) inherits these,
+    # which say clearly that datasets and models need a store that keeps versions.
+    def _no_versions(self) -> BackendError:
+        return BackendError(
+            f"tracking store {self.uri} does not keep dataset or model versions; "
+            "use a sqlite:// or postgresql:// tracking store for datasets and models"
+        )
+
+    def create_version(
+        self,
+        kind: str,
+        name: str,
+        *,
+        id: str,
+        manifest: bytes,
+        message: str = "",
+        tags: dict[str, str] | None = None,
+        meta: dict[str, object] | None = None,
+        run_id: str | None = None,
+        created_at: float,
+        dedupe: bool = False,
+    ) -> tuple[VersionRecord, bool]:
+        """Record the next version of ``(kind, name)``; return it and whether it is new.
+
+        Numbers are 1, 2, … per (kind, name), allocated atomically: processes
+        registering at the same moment never get the same number. With
+        ``dedupe``, an existing version with the same ``id`` is returned
+        instead (``False``), and nothing is written.
+        """
+        raise self._no_versions()
+
+    def get_version(self, kind: str, name: str, version: int) -> VersionRecord:
+        """One version; raise ``VersionNotFound`` (or ``DatasetNotFound``/``ModelNotFound`` for an unknown name)."""
+        raise self._no_versions()
+
+    def find_version(self, kind: str, name: str, id: str) -> VersionRecord | None:
+        """The version whose content id is ``id`` or starts with it (at least 6 characters), if unique."""
+        raise self._no_versions()
+
+    def list_versions(self, kind: str, name: str | None = None) -> list[VersionRecord]:
+        """Versions of one name (all names when None), by name then version."""
+        raise self._no_versions()
+
+    def version_names(self, kind: str) -> list[str]:
+        """Every name of ``kind`` that has at least one version, sorted."""
+        raise self._no_versions()
+
+    def get_manifest(self, kind: str, name: str, version: int) -> bytes:
+        """The canonical manifest bytes of a version (their sha256 is its id)."""
+        raise self._no_versions()
+
+    def update_version(
+        self, kind: str, name: str, version: int, *, message: str | None = None, tags: dict[str, str] | None = None
+    ) -> VersionRecord:
+        """Replace the message/description and merge tags; the content never changes."""
+        raise self._no_versions()
+
+    def add_lineage(self, run_id: str, kind: str, name: str, version: int, role: str) -> None:
+        """Record that a run used (``input``) or produced (``output``) a version; idempotent."""
+        raise self._no_versions()
+
+    def lineage(
+        self,
+        *,
+        run_id: str | None = None,
+        kind: str | None = None,
+        name: str | None = None,
+        version: int | None = None,
+    ) -> list[LineageEdge]:
+        """Lineage edges matching every given field, oldest first."""
+        raise self._no_versions()
+
+    def set_alias(self, kind: str, name: str, alias: str, version: int | None) -> AliasEvent:
+        """Point ``alias`` at ``version`` (None removes it); the move is kept in its history."""
+        raise self._no_versions()
+
+    def aliases(self, kind: str, name: str) -> dict[str, int]:
+        """Where each alias of ``name`` points now."""
+        raise self._no_versions()
+
+    def alias_history(self, kind: str, name: str, alias: str) -> list[AliasEvent]:
+        """Every move of ``alias``, oldest first."""
+        raise self._no_versions()
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. The store must not be used afterwards."""

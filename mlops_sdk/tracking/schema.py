@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # The key of the PostgreSQL advisory lock taken while the schema is checked or
 # migrated: b"mlopsSQL" as a signed 64-bit integer. Any constant works, as long
@@ -144,6 +144,61 @@ artifacts = sa.Table(
     sa.Column("digest", _text(128), nullable=False),
 )
 
+# Versions of datasets and models (kind = "dataset" | "model"), numbered 1, 2, … per
+# (kind, name). ``manifest`` is the canonical manifest JSON whose sha256 is ``id``. (Version 3.)
+versions = sa.Table(
+    "versions",
+    metadata,
+    sa.Column("kind", _text(16), primary_key=True),
+    sa.Column("name", _text(200), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("id", _text(64), nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("message", _text(), nullable=False, default=""),
+    sa.Column("tags", _text(), nullable=False, default="{}"),
+    sa.Column("meta", _text(), nullable=False, default="{}"),
+    sa.Column("run_id", _Id, nullable=True),
+    sa.Column("manifest", _text(), nullable=False),
+    sa.Index("ix_versions_id", "kind", "name", "id"),
+    sa.Index("ix_versions_run", "run_id"),
+)
+
+# Which runs used (input) or produced (output) which versions. (Version 3.)
+version_lineage = sa.Table(
+    "version_lineage",
+    metadata,
+    sa.Column("run_id", _Id, primary_key=True),
+    sa.Column("kind", _text(16), primary_key=True),
+    sa.Column("name", _text(200), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("role", _text(16), primary_key=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Index("ix_lineage_version", "kind", "name", "version"),
+)
+
+# Where each alias points now, and every move it made (so it can be moved back). (Version 3.)
+aliases = sa.Table(
+    "aliases",
+    metadata,
+    sa.Column("kind", _text(16), primary_key=True),
+    sa.Column("name", _text(200), primary_key=True),
+    sa.Column("alias", _text(200), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("set_at", sa.Double, nullable=False),
+)
+
+alias_history = sa.Table(
+    "alias_history",
+    metadata,
+    sa.Column("id", _BigInt, primary_key=True, autoincrement=True),
+    sa.Column("kind", _text(16), nullable=False),
+    sa.Column("name", _text(200), nullable=False),
+    sa.Column("alias", _text(200), nullable=False),
+    sa.Column("version", sa.Integer, nullable=True),
+    sa.Column("set_at", sa.Double, nullable=False),
+    sa.Index("ix_alias_history", "kind", "name", "alias"),
+)
+
 
 # -- migrations ---------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -159,6 +214,11 @@ def _v2_applied_batches(conn: Connection) -> None:
     applied_batches.create(conn, checkfirst=True)
 
 
+def _v3_versions(conn: Connection) -> None:
+    for table in (versions, version_lineage, aliases, alias_history):
+        table.create(conn, checkfirst=True)
+
+
 # Steps above version 1 (a fresh database gets the tables above, created by
 # create_all, at SCHEMA_VERSION directly). To change the schema: edit the tables
 # above, bump SCHEMA_VERSION, and append a Migration(SCHEMA_VERSION, "what
@@ -166,6 +226,7 @@ def _v2_applied_batches(conn: Connection) -> None:
 # Table.create, sa.DDL, conn.execute…). Never edit a released step.
 MIGRATIONS: list[Migration] = [
     Migration(2, "table applied_batches (retried batches are applied once)", _v2_applied_batches),
+    Migration(3, "dataset and model versions, lineage and aliases", _v3_versions),
 ]
 
 

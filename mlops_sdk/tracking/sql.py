@@ -55,6 +55,7 @@ from mlops_sdk.records import (
 from mlops_sdk.redact import REDACTED, redact_uri
 from mlops_sdk.tracking import schema as S
 from mlops_sdk.tracking.base import TrackingStore, TransientError
+from mlops_sdk.tracking.sql_versions import VersionsMixin
 
 T = TypeVar("T")
 
@@ -217,7 +218,7 @@ def sqlite_url(uri: str, root: Path) -> str:
     return f"sqlite:///{full.resolve()}"
 
 
-class SqlTrackingStore(TrackingStore):
+class SqlTrackingStore(VersionsMixin, TrackingStore):
     """Tracking store on SQLite or PostgreSQL, through SQLAlchemy Core."""
 
     def __init__(self, uri: str, *, root: Path | str = ".", engine: Engine | None = None, retry_seconds: float = RETRY_SECONDS) -> None:
@@ -767,6 +768,13 @@ class SqlTrackingStore(TrackingStore):
                 conn.execute(stmt, [{"run_id": run_id, "path": e.path, "size": e.size, "digest": e.digest} for e in entries])
 
         self._retry(go)
+
+    def artifact_digests(self) -> set[str]:
+        def go() -> set[str]:
+            with self._read() as conn:
+                return {r[0] for r in conn.execute(sa.select(S.artifacts.c.digest).distinct())}
+
+        return self._retry(go)
 
     def list_artifacts(self, run_id: str) -> list[ArtifactEntry]:
         a = S.artifacts

@@ -1,0 +1,345 @@
+"""The default dataset store: sha256-addressed objects in the workspace's storage.
+
+Every file is stored once, whatever dataset, version or run refers to it.
+Adding is proportional to what changed: a stat cache skips re-hashing files
+whose size, mtime and inode are unchanged, and objects the previous version
+already references are known to be present without asking the storage. On a
+local folder, small files are hashed while they are copied (one read), large
+ones hashed first and copied only when new; each object appears by an atomic
+rename, read-only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from mlops_sdk.errors import BackendError, IntegrityError, InvalidValue, ObjectNotFound
+from mlops_sdk.manifest import FileEntry, Manifest
+from mlops_sdk.storage import links
+from mlops_sdk.storage.datasets import (
+    LINK_MODES,
+    AddResult,
+    DatasetStore,
+    Progress,
+    SourceFile,
+    no_progress,
+)
+from mlops_sdk.storage.fsspec_storage import LocalStorage
+from mlops_sdk.storage.objects import ObjectStore
+from mlops_sdk.storage.statcache import StatCache
+
+_BUF = 1 << 20
+LARGE_FILE = 64 << 20  # above this, hash first and copy only when the object is new
+_WORKERS = min(8, 2 * (os.cpu_count() or 1))
+
+
+def changed_while_adding(src: SourceFile) -> IntegrityError:
+    return IntegrityError(f"{src.local} changed while it was being added; nothing was recorded, try again")
+
+
+def _same_stat(src: SourceFile, st: os.stat_result) -> bool:
+    return st.st_size == src.size and st.st_mtime_ns == src.mtime_ns
+
+
+def _open_source(src: SourceFile) -> BinaryIO:
+    """Open a file being added; a file gone or unreadable since the scan is the caller's error, not the store's."""
+    try:
+        return open(src.local, "rb")
+    except FileNotFoundError as exc:
+        raise InvalidValue(f"{src.local} disappeared while it was being added; nothing was recorded") from exc
+    except OSError as exc:
+        raise InvalidValue(f"cannot read {src.local}: {exc.strerror or exc}; nothing was recorded") from exc
+
+
+def hash_file(src: SourceFile) -> str:
+    """sha256 of a file, refusing one that changes while it is read."""
+    with _open_source(src) as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+        if not _same_stat(src, os.fstat(f.fileno())):
+            raise changed_while_adding(src)
+    return digest
+
+
+class CasDatasetStore(DatasetStore):
+    """Dataset versions as manifests of content-addressed objects."""
+
+    algorithm = "sha256"
+
+    def __init__(self, objects: ObjectStore, state: StatCache | None = None) -> None:
+        self.objects = objects
+        self.state = state or StatCache(None)
+        self.uri = objects.storage.uri
+        # A local folder gets the fast paths (one-pass copy, links); any other storage the generic one.
+        self._folder: Path | None = objects.storage.folder if isinstance(objects.storage, LocalStorage) else None
+
+    # -- adding -------------------------------------------------------------------
+    def add(
+        self,
+        name: str,
+        files: Sequence[SourceFile],
+        *,
+        previous: Manifest | None = None,
+        message: str = "",
+        progress: Progress = no_progress,
+    ) -> AddResult:
+        cached = self.state.lookup("sha256", [(str(f.local), f.size, f.mtime_ns, f.inode) for f in files])
+        present = previous.digests() if previous is not None and previous.algorithm == "sha256" else set()
+        counters = {"hashed": 0, "stored": 0, "bytes": 0}
+        lock = threading.Lock()  # `counters[k] += 1` is not atomic across the pool's threads
+        fresh: list[tuple[str, int, int, int, str]] = []
+
+        def one(src: SourceFile) -> FileEntry:
+            digest = cached.get(str(src.local))
+            if digest is not None and (digest in present or self._have(digest)):
+                progress(src.size, 1)
+                return FileEntry(src.path, src.size, digest)
+            digest, wrote = self._ingest(src)
+            with lock:
+                counters["hashed"] += 1
+                if wrote:
+                    counters["stored"] += 1
+                    counters["bytes"] += src.size
+                fresh.append((str(src.local), src.size, src.mtime_ns, src.inode, digest))
+            progress(src.size, 1)
+            return FileEntry(src.path, src.size, digest)
+
+        if len(files) > 16:
+            with ThreadPoolExecutor(_WORKERS) as pool:
+                entries = list(pool.map(one, files))
+        else:
+            entries = [one(f) for f in files]
+        self.state.store("sha256", fresh)
+        return AddResult(Manifest(entries), None, counters["hashed"], counters["stored"], counters["bytes"])
+
+    def _have(self, digest: str) -> bool:
+        """Whether the object is stored. A local object found is touched, so that a
+        concurrent ``mlops gc`` sees it as young (inside its grace period) until the
+        version that needs it again is recorded."""
+        if self._folder is None:
+            return self.objects.exists(digest)
+        final = self._final(digest)
+        try:
+            os.utime(final)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return final.is_file()
+        return final.is_file()
+
+    def _ingest(self, src: SourceFile) -> tuple[str, bool]:
+        """Hash ``src`` and store it unless present; returns (digest, newly stored)."""
+        if self._folder is None:
+            return self._ingest_generic(src)
+        if src.size > LARGE_FILE:
+            return self._ingest_large(src)
+        return self._ingest_small(src)
+
+    def _ingest_generic(self, src: SourceFile) -> tuple[str, bool]:
+        digest = hash_file(src)
+        if self.objects.exists(digest):
+            return digest, False
+        key = self.objects.key(digest)
+        try:
+            self.objects.storage.put_file(key, src.local)
+        except ObjectNotFound as exc:  # the storage's word for a local file that is gone
+            raise InvalidValue(f"{src.local} disappeared while it was being added; nothing was recorded") from exc
+        with _open_source(src) as f:
+            if not _same_stat(src, os.fstat(f.fileno())):
+                self.objects.storage.delete(key)
+                raise changed_while_adding(src)
+        return digest, True
+
+    def _tmp(self) -> Path:
+        assert self._folder is not None
+        return self._folder / ".tmp" / uuid.uuid4().hex
+
+    def _final(self, digest: str) -> Path:
+        assert self._folder is not None
+        return self._folder / self.objects.key(digest)
+
+    def _publish(self, tmp: Path, digest: str) -> bool:
+        final = self._final(digest)
+        if self._have(digest):
+            tmp.unlink(missing_ok=True)
+            return False
+        os.chmod(tmp, 0o444)
+        try:
+            os.replace(tmp, final)
+        except FileNotFoundError:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+        return True
+
+    def _ingest_small(self, src: SourceFile) -> tuple[str, bool]:
+        tmp = self._tmp()
+        h = hashlib.sha256()
+        fi = _open_source(src)
+        try:
+            with fi, open(tmp, "wb") as fo:
+                n = 0
+                while chunk := fi.read(_BUF):
+                    h.update(chunk)
+                    fo.write(chunk)
+                    n += len(chunk)
+                if n != src.size or not _same_stat(src, os.fstat(fi.fileno())):
+                    raise changed_while_adding(src)
+            return (digest := h.hexdigest()), self._publish(tmp, digest)
+        except OSError as exc:
+            raise self._write_error(src, exc) from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _ingest_large(self, src: SourceFile) -> tuple[str, bool]:
+        digest = hash_file(src)
+        if self._have(digest):
+            return digest, False
+        tmp = self._tmp()
+        try:
+            try:
+                links.reflink(src.local, tmp)
+            except links.LinkUnsupported:
+                shutil.copyfile(src.local, tmp)  # sendfile: in the kernel, no Python buffers
+            try:
+                st = os.stat(src.local)
+            except FileNotFoundError:
+                raise changed_while_adding(src) from None
+            if not _same_stat(src, st):
+                raise changed_while_adding(src)
+            return digest, self._publish(tmp, digest)
+        except OSError as exc:
+            raise self._write_error(src, exc) from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _write_error(self, src: SourceFile, exc: OSError) -> BackendError:
+        return BackendError(f"storage {self.uri}: could not store {src.local}: {exc.strerror or exc}; nothing was recorded")
+
+    # -- reading ------------------------------------------------------------------
+    def open(self, manifest: Manifest, entry: FileEntry, *, source: dict[str, Any] | None = None) -> BinaryIO:
+        if self._folder is None:
+            try:
+                return self.objects.open(entry.digest)
+            except IntegrityError as exc:
+                raise IntegrityError(f"file {entry.path!r}: {exc}; run `mlops verify`") from exc
+            except ObjectNotFound as exc:
+                raise self._missing_object(entry) from exc
+        # Local: hash the object as a stream, then hand out the same (read-only) file from its start.
+        obj = self._final(entry.digest)
+        try:
+            f = open(obj, "rb")  # noqa: SIM115 - returned to the caller, who closes it
+        except FileNotFoundError as exc:
+            raise self._missing_object(entry) from exc
+        try:
+            if hashlib.file_digest(f, "sha256").hexdigest() != entry.digest:
+                raise self._corrupted(obj, entry)
+            f.seek(0)
+        except BaseException:
+            f.close()
+            raise
+        return f
+
+    def _corrupted(self, obj: Path | str, entry: FileEntry) -> IntegrityError:
+        return IntegrityError(
+            f"object {obj} (file {entry.path!r}) is corrupted: its content does not match its hash; run `mlops verify`"
+        )
+
+    def _missing_object(self, entry: FileEntry) -> ObjectNotFound:
+        return ObjectNotFound(f"object {self.objects.key(entry.digest)} of {entry.path!r} is missing from {self.uri}")
+
+    def materialize(
+        self,
+        manifest: Manifest,
+        entries: Sequence[FileEntry],
+        dest: Path,
+        *,
+        link: str = "auto",
+        source: dict[str, Any] | None = None,
+        progress: Progress = no_progress,
+    ) -> None:
+        if link not in LINK_MODES:
+            raise InvalidValue(f"unknown link mode {link!r}; use one of {', '.join(LINK_MODES)}")
+
+        def one(entry: FileEntry) -> None:
+            target = dest / entry.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if self._folder is None:
+                try:
+                    self.objects.get_file(entry.digest, target)
+                except IntegrityError as exc:
+                    raise IntegrityError(f"file {entry.path!r}: {exc}; run `mlops verify`") from exc
+                except ObjectNotFound as exc:
+                    raise self._missing_object(entry) from exc
+            else:
+                self._place_local(entry, target, link)
+            progress(entry.size, 1)
+
+        if len(entries) > 16:
+            with ThreadPoolExecutor(_WORKERS) as pool:
+                list(pool.map(one, entries))
+        else:
+            for e in entries:
+                one(e)
+
+    def _place_local(self, entry: FileEntry, target: Path, link: str) -> None:
+        obj = self._final(entry.digest)
+        if not obj.is_file():
+            raise self._missing_object(entry)
+        tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.part"
+        try:
+            if link in ("auto", "copy"):
+                digest = _copy_hashing(obj, tmp, try_reflink=link == "auto")
+            else:
+                links.place(obj, tmp, link)
+                digest = _hash_path(obj)
+            if digest != entry.digest:
+                raise self._corrupted(obj, entry)
+            if link in ("auto", "copy", "reflink"):
+                os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except links.LinkUnsupported as exc:
+            raise BackendError(f"cannot check out {entry.path!r} with link mode {link!r} here: {exc.strerror}") from exc
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def missing(self, manifest: Manifest, *, source: dict[str, Any] | None = None) -> list[FileEntry]:
+        return [e for e in manifest if not self.objects.exists(e.digest)]
+
+    def close(self) -> None:
+        self.state.close()
+
+
+def _hash_path(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _copy_hashing(src: Path, dst: Path, *, try_reflink: bool) -> str:
+    """Copy (or reflink) ``src`` to ``dst`` and return the sha256 of what was read."""
+    if try_reflink:
+        try:
+            links.reflink(src, dst)
+            return _hash_path(src)
+        except links.LinkUnsupported:
+            pass
+    h = hashlib.sha256()
+    with open(src, "rb") as fi, open(dst, "wb") as fo:
+        for chunk in _chunks(fi):
+            h.update(chunk)
+            fo.write(chunk)
+    return h.hexdigest()
+
+
+def _chunks(f: BinaryIO) -> Iterator[bytes]:
+    while chunk := f.read(_BUF):
+        yield chunk
+
