@@ -7,6 +7,11 @@ replaced or removed when its current content is stored somewhere, that is,
 it belongs to some version of the dataset; anything else is a local change,
 and the checkout refuses (:class:`~mlops_sdk.errors.CheckoutConflict`), before
 touching anything, unless ``force=True``.
+
+The files to write are first materialized (and verified) in a staging folder
+inside the destination, so a corrupted or missing object fails the checkout
+before anything in the destination changed; then each moves into place with
+an atomic rename.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ import contextlib
 import hashlib
 import os
 import shutil
+import stat
+import tempfile
+import time
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -27,6 +35,7 @@ from mlops_sdk.storage.datasets import LINK_MODES, DatasetReader, Progress, Sour
 from mlops_sdk.storage.statcache import StatCache
 
 _SHOW = 10
+STAGING_PREFIX = ".mlops-checkout-"
 
 
 @attrs.frozen
@@ -40,7 +49,11 @@ class CheckoutResult:
 
 
 def _existing(dest: Path) -> tuple[dict[str, SourceFile], list[Path]]:
-    """Regular files (and links) under ``dest`` by relative path, and the other entries found."""
+    """Files under ``dest`` by relative path, and the other entries found (links to folders, broken links, pipes…).
+
+    A link to a regular file counts as a file with the content it points at
+    (what a ``link="symlink"`` checkout makes), so checking out again finds it unchanged.
+    """
     files: dict[str, SourceFile] = {}
     odd: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(dest):
@@ -51,8 +64,12 @@ def _existing(dest: Path) -> tuple[dict[str, SourceFile], list[Path]]:
         for name in filenames:
             local = base / name
             rel = local.relative_to(dest).as_posix()
-            st = os.stat(local, follow_symlinks=False)
-            if local.is_symlink() or not os.path.isfile(local):
+            try:
+                st = os.stat(local)  # follows a link to the file it points at
+            except OSError:  # a broken link
+                odd.append(local)
+                continue
+            if not stat.S_ISREG(st.st_mode):
                 odd.append(local)
                 continue
             files[rel] = SourceFile(local, rel, st.st_size, st.st_mtime_ns, st.st_ino)
@@ -88,18 +105,22 @@ def checkout(
         raise InvalidValue(f"cannot check out into {dest}: it is a file, not a folder")
     state = state or StatCache(None)
     wanted = manifest.by_path()
-    have, odd = _existing(dest) if dest.exists() else ({}, [])
     algo = manifest.algorithm
-    cached = state.lookup(algo, [(str(f.local), f.size, f.mtime_ns, f.inode) for f in have.values()])
-    digests: dict[str, str] = {}
-    fresh = []
-    for rel, f in have.items():
-        d = cached.get(str(f.local))
-        if d is None:
-            d = _digest(f.local, algo)
-            fresh.append((str(f.local), f.size, f.mtime_ns, f.inode, d))
-        digests[rel] = d
-    state.store(algo, fresh)
+    started_ns = time.time_ns()
+    try:
+        have, odd = _existing(dest) if dest.exists() else ({}, [])
+        cached = state.lookup(algo, [(str(f.local), f.size, f.mtime_ns, f.inode) for f in have.values()])
+        digests: dict[str, str] = {}
+        fresh = []
+        for rel, f in have.items():
+            d = cached.get(str(f.local))
+            if d is None:
+                d = _digest(f.local, algo)
+                fresh.append((str(f.local), f.size, f.mtime_ns, f.inode, d))
+            digests[rel] = d
+    except OSError as exc:
+        raise BackendError(f"cannot check out into {dest}: reading what is there failed: {exc}") from exc
+    state.store(algo, fresh, started_ns=started_ns)
 
     safe = set(known) | manifest.digests()
     unchanged = {rel for rel, e in wanted.items() if rel in have and digests[rel] == e.digest and have[rel].size == e.size}
@@ -114,9 +135,29 @@ def checkout(
             f"checking out into {dest} would overwrite or delete {len(conflicts)} file(s) with local changes "
             f"stored nowhere: {shown}. Add them as a new version first, or pass force=True (--force) to discard them"
         )
+    to_write: list[FileEntry] = [e for rel, e in wanted.items() if rel not in unchanged]
+    created = not dest.exists()
+    staging: Path | None = None
     try:
+        dest.mkdir(parents=True, exist_ok=True)
+        if to_write:
+            staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest))
+    except OSError as exc:
+        raise BackendError(f"checkout into {dest} failed: {exc}") from exc
+    try:
+        # 1. Everything to write, verified, inside the destination but apart from its files:
+        #    a corrupted or missing object stops the checkout here, the destination as it was.
+        if staging is not None:
+            try:
+                reader.materialize(manifest, to_write, staging, link=link, source=source, progress=progress)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                if created:
+                    shutil.rmtree(dest, ignore_errors=True)
+                raise
+        # 2. Only now change the destination.
         for p in odd:
-            if p.is_symlink() or p.is_file():
+            if p.is_symlink() or not p.is_dir():
                 p.unlink()
             else:
                 shutil.rmtree(p)
@@ -126,22 +167,28 @@ def checkout(
             target = dest / rel
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
-        _prune_empty(dest, keep={str(Path(rel).parent) for rel in wanted})
-        to_write: list[FileEntry] = [e for rel, e in wanted.items() if rel not in unchanged]
-        for e in to_write:  # a file standing where a wanted folder goes
-            for parent in Path(e.path).parents:
-                if str(parent) != "." and (dest / parent).is_file():
+        for e in to_write:
+            assert staging is not None
+            target = dest / e.path
+            for parent in reversed(Path(e.path).parents):  # a file standing where a wanted folder goes
+                if str(parent) != "." and ((dest / parent).is_file() or (dest / parent).is_symlink()):
                     (dest / parent).unlink()
-        dest.mkdir(parents=True, exist_ok=True)
-        reader.materialize(manifest, to_write, dest, link=link, source=source, progress=progress)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / e.path, target)
+        if staging is not None:
+            shutil.rmtree(staging)
+        _prune_empty(dest, keep={str(Path(rel).parent) for rel in wanted})
     except OSError as exc:
         raise BackendError(f"checkout into {dest} failed: {exc}") from exc
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     written = []
     for e in to_write:
         local = dest / e.path
         st = os.stat(local)
         written.append((str(local), st.st_size, st.st_mtime_ns, st.st_ino, e.digest))
-    state.store(algo, written)
+    state.store(algo, written, started_ns=started_ns)
     return CheckoutResult(dest, len(to_write), len(to_remove), len(unchanged))
 
 

@@ -51,8 +51,33 @@ def source_reader(source: Mapping[str, Any]) -> DatasetReader:
             f"this dataset version is kept by {scheme!r}, and no installed plugin reads {scheme!r} data"
             + (": pip install mlops-sdk-dvc" if scheme == "dvc" else "")
         )
-    reader: DatasetReader = entry.load()()
+    key = (scheme, entry.target_name)  # one reader per source per process: opening DVC repos is slow
+    reader = _source_readers.get(key)
+    if reader is None:
+        reader = _source_readers.setdefault(key, entry.load()())
     return reader
+
+
+_source_readers: dict[tuple[str, str], DatasetReader] = {}
+
+
+def _own_folders(ws: Workspace) -> list[Path]:
+    """Folders holding the workspace's own files (records, objects, caches): no dataset may
+    include them, and no checkout may overwrite or delete them."""
+    folders = [ws.root / ".mlops"]
+    local = getattr(ws.storage, "folder", None)
+    if isinstance(local, Path):
+        folders.append(local)
+    return [f.resolve() for f in folders]
+
+
+def _refuse_overlap(ws: Workspace, path: str | os.PathLike[str], what: str) -> None:
+    target = Path(path).resolve()
+    for own in _own_folders(ws):
+        if own.is_relative_to(target) or target.is_relative_to(own):
+            raise InvalidValue(
+                f"cannot {what} {path}: it holds the workspace's own files ({own}); use a folder of its own"
+            )
 
 
 class Dataset:
@@ -75,14 +100,20 @@ class Dataset:
         One folder keeps its files' relative paths; one file is stored by its
         name; several paths store each file by name and each folder under its
         name. Everything is checked before anything is stored: missing paths,
-        empty folders, links leaving the tree and special files raise
-        :class:`~mlops_sdk.errors.InvalidValue` and leave the store unchanged.
+        empty folders, links leaving the tree (links into this store's own
+        objects, as a ``link="symlink"`` checkout makes, are fine) and special
+        files raise :class:`~mlops_sdk.errors.InvalidValue` and leave the store
+        unchanged.
         """
         if not isinstance(message, str):
             raise InvalidValue(f"message must be a string, got {type(message).__name__}")
         checked_tags = {validate_key("tag key", k): to_tag_value(k, v) for k, v in (tags or {}).items()}
-        files = scan(paths)
         ws = self.workspace
+        for item in [paths] if isinstance(paths, str | os.PathLike) else paths if isinstance(paths, Sequence) else []:
+            if isinstance(item, str | os.PathLike):
+                _refuse_overlap(ws, item, "add")
+        objects_folder = getattr(ws.dataset_store, "objects_folder", None)  # a symlinked checkout points there
+        files = scan(paths, trusted=[objects_folder] if isinstance(objects_folder, Path) else [])
         previous = self._latest_record()
         previous_manifest = self._manifest(previous) if previous is not None else None
         result = ws.dataset_store.add(
@@ -328,12 +359,15 @@ class DatasetVersion:
         """Make ``dest`` hold exactly this version's files (see :mod:`mlops_sdk.checkout`).
 
         Refuses, changing nothing, when that would overwrite or delete local
-        changes stored nowhere, unless ``force=True``. ``link`` is ``auto``
+        changes stored nowhere, unless ``force=True``, and always refuses a
+        folder that holds the workspace's own ``.mlops`` files. ``link`` is ``auto``
         (reflink, else copy), ``copy``, ``reflink``, ``hardlink`` or ``symlink``.
         """
         from mlops_sdk.checkout import checkout
         from mlops_sdk.storage.statcache import StatCache
 
+        if self.workspace is not None:
+            _refuse_overlap(self.workspace, dest, "check out into")
         known: set[str] = set()
         if self.workspace is not None and self.record is not None:
             for other in Dataset(self.workspace, self.name).versions():
@@ -406,11 +440,13 @@ class DatasetVersion:
                 runs.append(ws.get_run(run_id))
             except Exception:
                 continue
+        from mlops_sdk.model import ModelVersion
+
         models: list[Any] = []
         for run_id in run_ids:
             for e in ws.tracking.lineage(run_id=run_id, kind="model"):
                 if e.role == "output":
-                    models.append(ws.tracking.get_version("model", e.name, e.version))
+                    models.append(ModelVersion(ws, ws.tracking.get_version("model", e.name, e.version)))
         return DatasetLineage(runs, models)
 
     # -- display -----------------------------------------------------------------------

@@ -13,18 +13,21 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlops_sdk.errors import InvalidValue
+from mlops_sdk.errors import InvalidName, InvalidValue
 from mlops_sdk.storage.datasets import SourceFile
 from mlops_sdk.validation import validate_relpath
 
 PathArg = str | os.PathLike[str]
 
 
-def scan(paths: PathArg | Sequence[PathArg]) -> list[SourceFile]:
+def scan(paths: PathArg | Sequence[PathArg], *, trusted: Sequence[Path] = ()) -> list[SourceFile]:
     """The files under ``paths``, with their paths inside the version.
 
     One folder: its files keep their paths relative to it. One file: its name.
     Several paths: each file by its name, each folder as ``<folder name>/...``.
+    A link inside a folder must point at a file inside the same folder, or
+    inside one of the ``trusted`` folders (the store's objects, which a
+    ``link="symlink"`` checkout points at).
     """
     if isinstance(paths, str | os.PathLike):
         items = [paths]
@@ -48,7 +51,7 @@ def scan(paths: PathArg | Sequence[PathArg]) -> list[SourceFile]:
         if path.is_dir():
             prefix = "" if single_dir else path.resolve().name
             before = len(found)
-            _walk(path, path.resolve(), prefix, found)
+            _walk(path, path.resolve(), prefix, found, tuple(Path(t).resolve() for t in trusted))
             if len(found) == before:
                 raise InvalidValue(f"cannot add {path}: the folder holds no files")
         elif path.is_file():
@@ -73,12 +76,12 @@ def scan(paths: PathArg | Sequence[PathArg]) -> list[SourceFile]:
 def _source(local: Path, rel: str, st: os.stat_result | None = None) -> SourceFile:
     try:
         validate_relpath("file path", rel)
-    except InvalidValue as exc:
+    except (InvalidName, InvalidValue) as exc:  # validate_relpath raises InvalidName
         raise InvalidValue(f"cannot add {local}: {exc}") from None
     return SourceFile.of(local, rel, st)
 
 
-def _walk(folder: Path, real_root: Path, prefix: str, out: list[SourceFile]) -> None:
+def _walk(folder: Path, real_root: Path, prefix: str, out: list[SourceFile], trusted: tuple[Path, ...] = ()) -> None:
     """Depth-first walk with os.scandir: one stat per file, links checked against the tree."""
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
@@ -88,8 +91,11 @@ def _walk(folder: Path, real_root: Path, prefix: str, out: list[SourceFile]) -> 
         local = Path(entry.path)
         rel = f"{prefix}/{entry.name}" if prefix else entry.name
         if entry.is_symlink():
-            target = local.resolve()
-            if not target.is_relative_to(real_root):
+            try:
+                target = local.resolve()
+            except (RuntimeError, OSError) as exc:  # a loop of links (RuntimeError before Python 3.13)
+                raise InvalidValue(f"cannot add {local}: it is a link that cannot be followed ({exc})") from None
+            if not (target.is_relative_to(real_root) or any(target.is_relative_to(t) for t in trusted)):
                 raise InvalidValue(f"cannot add {local}: it is a link to {target}, outside {real_root}")
             if target.is_dir():
                 raise InvalidValue(f"cannot add {local}: links to folders are not followed (link to {target})")
@@ -99,7 +105,7 @@ def _walk(folder: Path, real_root: Path, prefix: str, out: list[SourceFile]) -> 
             continue
         st = entry.stat(follow_symlinks=False)
         if stat.S_ISDIR(st.st_mode):
-            _walk(local, real_root, rel, out)
+            _walk(local, real_root, rel, out, trusted)
         elif stat.S_ISREG(st.st_mode):
             out.append(_source(local, rel, st))
         else:

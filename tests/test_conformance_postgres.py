@@ -251,6 +251,41 @@ def test_version_1_database_is_migrated(sql_uri: str) -> None:
         store.close()
 
 
+_V3_TABLES = (S.alias_history, S.aliases, S.version_lineage, S.versions)
+
+
+def test_version_2_database_is_migrated_keeping_its_runs(sql_uri: str) -> None:
+    """A schema-2 database (runs, no versions) gets the version tables on open; its runs stay as they were."""
+    store = SqlTrackingStore(sql_uri)
+    exp = store.get_or_create_experiment("before-v3").id
+    run = store.create_run(exp, run_id=uuid.uuid4().hex, name="old run", start_time=1.0, params={"n": 100}, tags={"t": "x"})
+    store.write_batch(WriteBatch(metrics=[(run.id, "loss", 0.5, 0, 1.0), (run.id, "loss", 0.25, 1, 2.0)]))
+    store.end_run(run.id, RunStatus.FINISHED, 3.0)
+    before = store.get_run(run.id)
+    with store.engine.begin() as conn:  # schema 2: everything but the tables version 3 added
+        for table in _V3_TABLES:
+            table.drop(conn)
+        conn.execute(S.schema_info.update().values(version=2))
+        assert not sa.inspect(conn).has_table("versions")
+    store.close()
+    store = SqlTrackingStore(sql_uri)
+    try:
+        with store.engine.connect() as conn:
+            assert S.current_version(conn) == 3
+            assert all(sa.inspect(conn).has_table(t.name) for t in _V3_TABLES)
+        assert store.get_run(run.id) == before
+        assert [m.value for m in store.metric_history(run.id, "loss")] == [0.5, 0.25]
+        record, created = store.create_version("dataset", "d", id="a" * 64, manifest=b"{}", created_at=4.0, run_id=run.id)
+        assert created and record.version == 1
+        store.add_lineage(run.id, "dataset", "d", 1, "input")
+        assert [e.run_id for e in store.lineage(kind="dataset", name="d")] == [run.id]
+        with store.engine.begin() as conn:  # at the current version: nothing more to do
+            S.lock_schema(conn)
+            assert S.migrate(conn) == []
+    finally:
+        store.close()
+
+
 def test_write_batch_applies_a_batch_once(sql_uri: str) -> None:
     """The same batch written again (a retry after a lost COMMIT) is not appended twice."""
     store = SqlTrackingStore(sql_uri)

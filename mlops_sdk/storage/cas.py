@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -50,7 +52,7 @@ def _same_stat(src: SourceFile, st: os.stat_result) -> bool:
     return st.st_size == src.size and st.st_mtime_ns == src.mtime_ns
 
 
-def _open_source(src: SourceFile) -> BinaryIO:
+def _open_source(src: SourceFile) -> io.BufferedReader:
     """Open a file being added; a file gone or unreadable since the scan is the caller's error, not the store's."""
     try:
         return open(src.local, "rb")
@@ -81,6 +83,11 @@ class CasDatasetStore(DatasetStore):
         # A local folder gets the fast paths (one-pass copy, links); any other storage the generic one.
         self._folder: Path | None = objects.storage.folder if isinstance(objects.storage, LocalStorage) else None
 
+    @property
+    def objects_folder(self) -> Path | None:
+        """The local folder holding the objects, when the storage is local (what symlinked checkouts point into)."""
+        return None if self._folder is None else self._folder / ObjectStore.PREFIX
+
     # -- adding -------------------------------------------------------------------
     def add(
         self,
@@ -91,6 +98,9 @@ class CasDatasetStore(DatasetStore):
         message: str = "",
         progress: Progress = no_progress,
     ) -> AddResult:
+        started_ns = time.time_ns()
+        if self._folder is not None:  # the temporary folder, should someone have removed it
+            (self._folder / ".tmp").mkdir(exist_ok=True)
         cached = self.state.lookup("sha256", [(str(f.local), f.size, f.mtime_ns, f.inode) for f in files])
         present = previous.digests() if previous is not None and previous.algorithm == "sha256" else set()
         counters = {"hashed": 0, "stored": 0, "bytes": 0}
@@ -117,7 +127,7 @@ class CasDatasetStore(DatasetStore):
                 entries = list(pool.map(one, files))
         else:
             entries = [one(f) for f in files]
-        self.state.store("sha256", fresh)
+        self.state.store("sha256", fresh, started_ns=started_ns)
         return AddResult(Manifest(entries), None, counters["hashed"], counters["stored"], counters["bytes"])
 
     def _have(self, digest: str) -> bool:

@@ -5,6 +5,11 @@ Re-adding a folder where one file of 10,000 changed should read one file, not
 path and remembers size, mtime (ns) and inode; any change to those means the
 file is hashed again. It is a per-machine cache (a SQLite file under
 ``.mlops/cache/``): losing it costs time, never correctness.
+
+A file modified twice within one tick of the file system's clock keeps the
+same stat, so an entry is only trusted for a file whose mtime was safely in
+the past when hashing began (git's "racily clean" problem): a file written
+just before an add is hashed again next time, one untouched for a while is not.
 """
 
 from __future__ import annotations
@@ -12,10 +17,19 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 _CHUNK = 500  # well under SQLite's bound-parameter limit
+RACY_NS = 100_000_000  # 0.1 s: far above a kernel's timestamp tick (1-10 ms)
+RACY_COARSE_NS = 2_000_000_000  # file systems that keep whole seconds (or FAT's 2 s)
+
+
+def settled(mtime_ns: int, started_ns: int) -> bool:
+    """Whether a file with this mtime could not be modified again unseen after ``started_ns``."""
+    window = RACY_COARSE_NS if mtime_ns % 1_000_000_000 == 0 else RACY_NS
+    return mtime_ns < started_ns - window
 
 
 class StatCache:
@@ -70,9 +84,17 @@ class StatCache:
                 return {}
         return out
 
-    def store(self, algorithm: str, rows: Iterable[tuple[str, int, int, int, str]]) -> None:
-        """Remember ``(path, size, mtime_ns, inode, digest)`` rows."""
-        data = [(p, algorithm, s, m, i, d) for p, s, m, i, d in rows]
+    def store(
+        self, algorithm: str, rows: Iterable[tuple[str, int, int, int, str]], *, started_ns: int | None = None
+    ) -> None:
+        """Remember ``(path, size, mtime_ns, inode, digest)`` rows.
+
+        ``started_ns`` is when the hashing began (``time.time_ns()``; default:
+        now). Rows whose mtime is not safely before it are not kept: such a file
+        could change again without its stat changing.
+        """
+        started = time.time_ns() if started_ns is None else started_ns
+        data = [(p, algorithm, s, m, i, d) for p, s, m, i, d in rows if settled(m, started)]
         with self._lock:
             db = self._conn()
             if db is None or not data:

@@ -22,6 +22,9 @@ backend, the way scikit-learn's ``check_estimator`` is used::
     # a tracking store: subclass TrackingStoreConformance, provide `tracking_store`
     from mlops_sdk.testing.tracking_conformance import TrackingStoreConformance
 
+    # a dataset store: subclass DatasetStoreConformance, provide `dataset_store`
+    from mlops_sdk.testing.dataset_store_conformance import DatasetStoreConformance
+
 The suites need ``pytest`` and ``hypothesis`` (the ``test`` extra). Their class
 names do not start with ``Test``, so pytest collects them only through a
 subclass; importing them has no side effects.
@@ -32,11 +35,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from mlops_sdk.testing.dataset_store_conformance import DatasetStoreConformance
     from mlops_sdk.testing.postgres import PostgresServer, PostgresUnavailable
     from mlops_sdk.testing.storage_conformance import StorageConformance
     from mlops_sdk.testing.tracking_conformance import TrackingStoreConformance
 
 _LAZY = {
+    "DatasetStoreConformance": "mlops_sdk.testing.dataset_store_conformance",
     "PostgresServer": "mlops_sdk.testing.postgres",
     "PostgresUnavailable": "mlops_sdk.testing.postgres",
     "StorageConformance": "mlops_sdk.testing.storage_conformance",
@@ -53,4 +58,4 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module_name), name)
 
 
-__all__ = ["PostgresServer", "PostgresUnavailable", "StorageConformance", "TrackingStoreConformance"]
+__all__ = ["DatasetStoreConformance", "PostgresServer", "PostgresUnavailable", "StorageConformance", "TrackingStoreConformance"]

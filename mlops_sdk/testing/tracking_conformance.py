@@ -30,7 +30,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlops_sdk.errors import ExperimentNotFound, MlopsError, RunNotFound
+from mlops_sdk.errors import (
+    BackendError,
+    DatasetNotFound,
+    ExperimentNotFound,
+    InvalidValue,
+    MlopsError,
+    ModelNotFound,
+    RunNotFound,
+    VersionNotFound,
+)
 from mlops_sdk.query import (
     COMPARE_OPS,
     LIST_OPS,
@@ -201,9 +210,13 @@ class TrackingStoreConformance:
 
     Set ``assigns_own_run_ids = True`` for a store whose server chooses run ids
     (``create_run``'s ``run_id`` is then only a proposal the store may ignore).
+    Set ``supports_versions = False`` for a store that keeps runs only: the
+    version, lineage and alias tests then check that every such call raises
+    :class:`~mlops_sdk.errors.BackendError` instead.
     """
 
     assigns_own_run_ids = False
+    supports_versions = True
 
     @pytest.fixture
     def tracking_store(self) -> TrackingStore:
@@ -945,3 +958,251 @@ class TrackingStoreConformance:
         ):
             with pytest.raises(MlopsError):
                 call()
+
+    # -- versions of datasets and models, lineage, aliases -------------------------------------
+    # A store that keeps runs only (an MLflow server) sets ``supports_versions = False``: it
+    # must then refuse every version call with a clear BackendError, which is checked instead.
+    def _versions(self, store: TrackingStore) -> TrackingStore:
+        if not self.supports_versions:
+            pytest.skip(f"{type(self).__name__} keeps no dataset or model versions (supports_versions = False)")
+        return store
+
+    @staticmethod
+    def manifest_bytes(label: str) -> bytes:
+        """Canonical-looking manifest bytes, unique per label (the store treats them as opaque UTF-8)."""
+        return (
+            '{"algorithm":"sha256","files":[["données/' + label + '.csv",3,"' + "a" * 64 + '"]],"format":1}'
+        ).encode()
+
+    def new_version(
+        self, store: TrackingStore, name: str, label: str, kind: str = "dataset", **kwargs: Any
+    ) -> tuple[Any, bool]:
+        import hashlib
+
+        manifest = self.manifest_bytes(label)
+        kwargs.setdefault("created_at", time.time())
+        return store.create_version(kind, name, id=hashlib.sha256(manifest).hexdigest(), manifest=manifest, **kwargs)
+
+    def test_stores_without_versions_say_so(self, tracking_store: TrackingStore) -> None:
+        if self.supports_versions:
+            pytest.skip("this store keeps versions: see the other version tests")
+        calls: list[Any] = [
+            lambda: tracking_store.create_version("dataset", "d", id="a" * 64, manifest=b"{}", created_at=1.0),
+            lambda: tracking_store.get_version("dataset", "d", 1),
+            lambda: tracking_store.find_version("dataset", "d", "a" * 64),
+            lambda: tracking_store.list_versions("dataset"),
+            lambda: tracking_store.version_names("model"),
+            lambda: tracking_store.get_manifest("dataset", "d", 1),
+            lambda: tracking_store.update_version("dataset", "d", 1, message="m"),
+            lambda: tracking_store.add_lineage(_new_id(), "dataset", "d", 1, "input"),
+            lambda: tracking_store.lineage(run_id=_new_id()),
+            lambda: tracking_store.set_alias("model", "m", "production", 1),
+            lambda: tracking_store.aliases("model", "m"),
+            lambda: tracking_store.alias_history("model", "m", "production"),
+        ]
+        for call in calls:
+            with pytest.raises(BackendError, match="versions"):
+                call()
+
+    def test_versions_are_numbered_from_one_per_kind_and_name(self, tracking_store: TrackingStore) -> None:
+        store = self._versions(tracking_store)
+        name = f"ds-{_new_id()[:8]}"
+        created = [self.new_version(store, name, f"v{i}") for i in range(3)]
+        assert [(r.version, new) for r, new in created] == [(1, True), (2, True), (3, True)]
+        other, _ = self.new_version(store, f"{name}-other", "v0")
+        model, _ = self.new_version(store, name, "v0", kind="model")  # kinds count apart, even under one name
+        assert other.version == 1 and model.version == 1 and model.kind == "model"
+        assert [r.version for r in store.list_versions("dataset", name)] == [1, 2, 3]
+        assert [r.version for r in store.list_versions("model", name)] == [1]
+        names = store.version_names("dataset")
+        assert name in names and f"{name}-other" in names and names == sorted(names)
+        listed = store.list_versions("dataset")
+        assert [(r.name, r.version) for r in listed] == sorted((r.name, r.version) for r in listed)
+
+    def test_version_records_round_trip(self, tracking_store: TrackingStore) -> None:
+        store = self._versions(tracking_store)
+        exp = self.new_experiment(store)
+        run = self.new_run(store, exp)
+        name = f"ds-{_new_id()[:8]}"
+        meta = {"files": 3, "size": 2**40, "source": {"type": "dvc", "rev": "abc"}, "ratio": 0.5, "ok": True}
+        record, created = self.new_version(
+            store, name, "x", message="Nov export ✓\nsecond line", tags={"team": "growth", "k/é": ""},
+            meta=meta, run_id=run.id, created_at=1_700_000_000.25,
+        )
+        assert created
+        for got in (record, store.get_version("dataset", name, 1)):
+            assert (got.kind, got.name, got.version, got.run_id) == ("dataset", name, 1, run.id)
+            assert got.message == "Nov export ✓\nsecond line" and dict(got.tags) == {"team": "growth", "k/é": ""}
+            assert _same_value(dict(got.meta), meta) and got.created_at == 1_700_000_000.25
+            assert len(got.id) == 64
+
+    def test_get_manifest_returns_the_exact_bytes(self, tracking_store: TrackingStore) -> None:
+        import hashlib
+
+        store = self._versions(tracking_store)
+        name = f"ds-{_new_id()[:8]}"
+        manifest = '{"algorithm":"sha256","files":[["日本/データ ✓.csv",0,"' + "e" * 64 + '"],["a\\"b",1,"' + "f" * 64 + '"]],"format":1}'
+        data = manifest.encode()
+        store.create_version("dataset", name, id=hashlib.sha256(data).hexdigest(), manifest=data, created_at=1.0)
+        got = store.get_manifest("dataset", name, 1)
+        assert got == data and hashlib.sha256(got).hexdigest() == store.get_version("dataset", name, 1).id
+
+    def test_dedupe_returns_the_existing_version_and_writes_nothing(self, tracking_store: TrackingStore) -> None:
+        store = self._versions(tracking_store)
+        name = f"ds-{_new_id()[:8]}"
+        first, created = self.new_version(store, name, "same", message="first", dedupe=True)
+        assert created and first.version == 1
+        again, created = self.new_version(store, name, "same", message="second", tags={"t": "x"}, dedupe=True)
+        assert not created and again.version == 1 and again.id == first.id
+        assert again.message == "first" and dict(again.tags) == {}
+        assert [r.version for r in store.list_versions("dataset", name)] == [1]
+        other, created = self.new_version(store, f"{name}-b", "same", dedupe=True)
+        assert created and other.version == 1  # dedupe is per name
+        plain, created = self.new_version(store, name, "same")  # without dedupe: a new number, same id
+        assert created and plain.version == 2 and plain.id == first.id
+        changed, created = self.new_version(store, name, "other", dedupe=True)
+        assert created and changed.version == 3
+        reverted, created = self.new_version(store, name, "same", dedupe=True)  # only the latest counts
+        assert created and reverted.version == 4 and reverted.id == first.id
+
+    def test_concurrent_creates_get_distinct_numbers(self, tracking_store: TrackingStore) -> None:
+        store = self._versions(tracking_store)
+        name = f"ds-{_new_id()[:8]}"
+        n = 8
+        barrier = threading.Barrier(n)
+        numbers: list[int] = []
+        errors: list[BaseException] = []
+
+        def worker(i: int) -> None:
+            try:
+                barrier.wait(timeout=30)
+                record, _ = self.new_version(store, name, f"writer-{i}")
+                numbers.append(record.version)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not errors, errors
+        assert sorted(numbers) == list(range(1, n + 1))
+        assert [r.version for r in store.list_versions("dataset", name)] == list(range(1, n + 1))
+
+    def test_find_version_by_id_and_unique_prefix(self, tracking_store: TrackingStore) -> None:
+        store = self._versions(tracking_store)
+        name = f"ds-{_new_id()[:8]}"
+        ids = ["abcdef" + "0" * 58, "abcdef" + "1" * 58, "123456" + "2" * 58]
+        for i, id in enumerate(ids):
+            store.create_version("dataset", name, id=id, manifest=self.manifest_bytes(str(i)), created_at=float(i))
+        store.create_version("dataset", name, id=ids[2], manifest=self.manifest_bytes("2"), created_at=9.0)
+        found = store.find_version("dataset", name, ids[0])
+        assert found is not None and found.version == 1
+        found = store.find_version("dataset", name, "abcdef0")
+        assert found is not None and found.version == 1
+        found = store.find_version("dataset", name, "abcdef1")
+        assert found is not None and found.version == 2
+        assert store.find_version("dataset", name, "abcdef") is None  # ambiguous: two versions start so
+        found = store.find_version("dataset", name, "123456")  # one id in two versions: the first
+        assert found is not None and found.version == 3
+        for nothing in ("abcde", "fedcba", "ABCDEF0", "abcdeg0", "", ids[0] + "0"):
+            assert store.find_version("dataset", name, nothing) is None, nothing
+        assert store.find_version("dataset", f"{name}-other", ids[0][:10]) is None
+        assert store.find_version("model", name, ids[0]) is None
+
+    def test_update_version_replaces_message_and_merges_tags(self, tracking_store: TrackingStore) -> None:
+        store = self._versions(tracking_store)
+        name = f"ds-{_new_id()[:8]}"
+        record, _ = self.new_version(store, name, "x", message="old", tags={"a": "1", "b": "2"})
+        manifest = store.get_manifest("dataset", name, 1)
+        updated = store.update_version("dataset", name, 1, message="new", tags={"b": "20", "c": "3"})
+        assert updated.message == "new" and dict(updated.tags) == {"a": "1", "b": "20", "c": "3"}
+        assert store.update_version("dataset", name, 1, tags={"d": "4"}).message == "new"  # message untouched
+        assert store.update_version("dataset", name, 1, message="").message == ""
+        final = store.get_version("dataset", name, 1)
+        assert dict(final.tags) == {"a": "1", "b": "20", "c": "3", "d": "4"}
+        assert final.id == record.id and store.get_manifest("dataset", name, 1) == manifest  # content never changes
+
+    def test_lineage_is_recorded_once_and_filtered(self, tracking_store: TrackingStore) -> None:
+        store = self._versions(tracking_store)
+        exp = self.new_experiment(store)
+        run_a, run_b = self.new_run(store, exp).id, self.new_run(store, exp).id
+        name = f"ds-{_new_id()[:8]}"
+        self.new_version(store, name, "1")
+        self.new_version(store, name, "2")
+        self.new_version(store, name, "m", kind="model")
+        store.add_lineage(run_a, "dataset", name, 1, "input")
+        store.add_lineage(run_a, "dataset", name, 1, "input")  # idempotent
+        store.add_lineage(run_a, "model", name, 1, "output")
+        store.add_lineage(run_b, "dataset", name, 2, "input")
+        edges = store.lineage(run_id=run_a)
+        assert sorted((e.kind, e.name, e.version, e.role) for e in edges) == [
+            ("dataset", name, 1, "input"),
+            ("model", name, 1, "output"),
+        ]
+        assert all(e.run_id == run_a and e.created_at > 0 for e in edges)
+        assert [e.run_id for e in store.lineage(kind="dataset", name=name, version=2)] == [run_b]
+        assert {e.run_id for e in store.lineage(kind="dataset", name=name)} == {run_a, run_b}
+        assert [e.role for e in store.lineage(run_id=run_a, kind="model")] == ["output"]
+        assert store.lineage(run_id=_new_id()) == []
+        with pytest.raises(InvalidValue):
+            store.add_lineage(run_a, "dataset", name, 1, "consumed")
+        with pytest.raises(VersionNotFound):
+            store.add_lineage(run_a, "dataset", name, 9, "input")
+        with pytest.raises(DatasetNotFound):
+            store.add_lineage(run_a, "dataset", f"{name}-nope", 1, "input")
+        assert len(store.lineage(run_id=run_a)) == 2  # the refused calls added nothing
+
+    def test_aliases_move_and_keep_their_history(self, tracking_store: TrackingStore) -> None:
+        store = self._versions(tracking_store)
+        name = f"model-{_new_id()[:8]}"
+        for i in range(3):
+            self.new_version(store, name, str(i), kind="model")
+        assert store.aliases("model", name) == {}
+        first = store.set_alias("model", name, "production", 1)
+        assert (first.kind, first.name, first.alias, first.version) == ("model", name, "production", 1)
+        store.set_alias("model", name, "staging", 3)
+        store.set_alias("model", name, "production", 2)
+        assert store.aliases("model", name) == {"production": 2, "staging": 3}
+        store.set_alias("model", name, "staging", None)  # removed
+        assert store.aliases("model", name) == {"production": 2}
+        assert [e.version for e in store.alias_history("model", name, "production")] == [1, 2]
+        history = store.alias_history("model", name, "staging")
+        assert [e.version for e in history] == [3, None]
+        assert history[0].set_at <= history[1].set_at
+        assert store.alias_history("model", name, "never") == []
+        with pytest.raises(VersionNotFound):
+            store.set_alias("model", name, "production", 9)
+        with pytest.raises(ModelNotFound):
+            store.set_alias("model", f"{name}-nope", "production", 1)
+        with pytest.raises(ModelNotFound):
+            store.set_alias("model", f"{name}-nope", "production", None)
+        assert store.aliases("model", name) == {"production": 2}  # refused moves changed nothing
+        assert [e.version for e in store.alias_history("model", name, "production")] == [1, 2]
+        assert store.alias_history("model", f"{name}-nope", "production") == []
+
+    def test_unknown_names_and_versions_raise(self, tracking_store: TrackingStore) -> None:
+        store = self._versions(tracking_store)
+        name = f"x-{_new_id()[:8]}"
+        self.new_version(store, name, "1")
+        self.new_version(store, name, "1", kind="model")
+        for kind, missing_name in (("dataset", DatasetNotFound), ("model", ModelNotFound)):
+            with pytest.raises(missing_name):
+                store.get_version(kind, f"{name}-nope", 1)
+            with pytest.raises(missing_name):
+                store.get_manifest(kind, f"{name}-nope", 1)
+            with pytest.raises(missing_name):
+                store.update_version(kind, f"{name}-nope", 1, message="m")
+            for number in (0, 2, -1):
+                with pytest.raises(VersionNotFound):
+                    store.get_version(kind, name, number)
+                with pytest.raises(VersionNotFound):
+                    store.get_manifest(kind, name, number)
+                with pytest.raises(VersionNotFound):
+                    store.update_version(kind, name, number, message="m")
+            assert store.list_versions(kind, f"{name}-nope") == []
+        with pytest.raises(InvalidValue):
+            store.get_version("pipeline", name, 1)
+        with pytest.raises(InvalidValue):
+            self.new_version(store, name, "1", kind="pipeline")

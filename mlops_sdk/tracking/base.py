@@ -167,8 +167,10 @@ class TrackingStore(abc.ABC):
 
         Numbers are 1, 2, … per (kind, name), allocated atomically: processes
         registering at the same moment never get the same number. With
-        ``dedupe``, an existing version with the same ``id`` is returned
-        instead (``False``), and nothing is written.
+        ``dedupe``, when the latest version has the same ``id`` it is returned
+        instead (``False``) and nothing is written; content identical to an
+        older version becomes a new latest version (with that older ``id``), so
+        reverting data is recorded as a change like any other.
         """
         raise self._no_versions()
 

@@ -92,9 +92,9 @@ class VersionsMixin:
             with self._write() as conn:
                 self._lock_name(conn, kind, name)
                 where = sa.and_(_V.c.kind == kind, _V.c.name == name)
-                if dedupe:
-                    row = conn.execute(sa.select(*_COLUMNS).where(where, _V.c.id == id).order_by(_V.c.version)).first()
-                    if row is not None:
+                if dedupe:  # the same content as the latest version: that version, nothing written
+                    row = conn.execute(sa.select(*_COLUMNS).where(where).order_by(_V.c.version.desc()).limit(1)).first()
+                    if row is not None and row.id == id:
                         return _record(row), False
                 last = conn.execute(sa.select(sa.func.max(_V.c.version)).where(where)).scalar()
                 number = int(last or 0) + 1
@@ -275,6 +275,9 @@ class VersionsMixin:
                         )
                     )
                 else:
+                    known = conn.execute(sa.select(_V.c.version).where(_V.c.kind == kind, _V.c.name == name).limit(1))
+                    if known.first() is None:  # no history for names that do not exist
+                        raise self._not_found(kind, name)
                     conn.execute(A.delete().where(A.c.kind == kind, A.c.name == name, A.c.alias == alias))
                 conn.execute(H.insert().values(kind=kind, name=name, alias=alias, version=version, set_at=now))
 
