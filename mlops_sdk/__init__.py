@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from mlops_sdk.dataset import Dataset, DatasetVersion
     from mlops_sdk.experiment import Experiment
     from mlops_sdk.job import Job
+    from mlops_sdk.model import Model, ModelVersion
     from mlops_sdk.run import Run
     from mlops_sdk.workspace import Workspace
 
@@ -44,6 +45,8 @@ _LAZY = {
     "Job": "mlops_sdk.job",
     "Dataset": "mlops_sdk.dataset",
     "DatasetVersion": "mlops_sdk.dataset",
+    "Model": "mlops_sdk.model",
+    "ModelVersion": "mlops_sdk.model",
 }
 
 
@@ -63,6 +66,8 @@ __all__ = [
     "DatasetVersion",
     "Experiment",
     "Job",
+    "Model",
+    "ModelVersion",
     "Run",
     "RunStatus",
     "Workspace",

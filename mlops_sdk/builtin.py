@@ -30,6 +30,23 @@ def mlops_register_backends(register: Registrar) -> None:
         "memory", "mlops_sdk.storage.fsspec_storage:open_memory", description="in-process memory (tests)"
     )
     register.compute("local", "mlops_sdk.compute.local:LocalCompute", description="a subprocess per job")
+    register.flavor(
+        "sklearn",
+        "mlops_sdk.flavors.sklearn:SklearnFlavor",
+        requires="scikit-learn skops",
+        description="scikit-learn estimators and pipelines, saved with skops (pickle only on opt-in)",
+    )
+    register.flavor(
+        "torch",
+        "mlops_sdk.flavors.torch:TorchFlavor",
+        requires="torch safetensors",
+        description="torch.nn.Module, saved as a torch.export program (+ safetensors weights)",
+    )
+    register.flavor(
+        "pyfunc",
+        "mlops_sdk.flavors.pyfunc:PyfuncFlavor",
+        description="functions and classes by import reference; other objects with predict() by pickle opt-in",
+    )
 
 
 @hookimpl

@@ -44,6 +44,8 @@ from mlops_sdk.validation import (
 
 if TYPE_CHECKING:
     from mlops_sdk.dataset import DatasetVersion
+    from mlops_sdk.model import ModelVersion
+    from mlops_sdk.signature import Signature
     from mlops_sdk.workspace import Workspace
 
 MAX_ERROR_CHARS = 20_000
@@ -309,6 +311,53 @@ class Run:
             for e in edges
             if e.role == "input"
         ]
+
+    def log_model(
+        self,
+        obj: Any,
+        name: str,
+        input_example: Any = None,
+        signature: Signature | Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        *,
+        flavor: str | None = None,
+        allow_pickle: bool = False,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        intended_use: str = "",
+        limitations: str = "",
+        fairness: Mapping[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Save ``obj`` and register it as the next version of model ``name`` (lineage: output).
+
+        The flavor (sklearn, torch, pyfunc or a plugin's) is picked from the
+        object unless ``flavor`` names one. ``signature`` is inferred from
+        ``input_example`` when not given; ``metrics`` default to this run's
+        latest metrics. ``description``, ``intended_use``, ``limitations`` and
+        ``fairness`` (group → {metric: value}) go into the model card. Pickle is
+        used only with ``allow_pickle=True``. A failure registers nothing.
+
+        >>> mv = run.log_model(clf, "churn-clf", input_example=X[:5])   # doctest: +SKIP
+        >>> mv.version                                                   # doctest: +SKIP
+        1
+        """
+        from mlops_sdk.model import log_model
+
+        return log_model(
+            self,
+            obj,
+            name,
+            input_example,
+            signature,
+            metrics,
+            flavor=flavor,
+            allow_pickle=allow_pickle,
+            description=description,
+            tags=tags,
+            intended_use=intended_use,
+            limitations=limitations,
+            fairness=fairness,
+        )
 
     def log_text(self, text: str, artifact_path: str) -> ArtifactEntry:
         """Store a string as an artifact file."""

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from mlops_sdk.dataset import Dataset
     from mlops_sdk.experiment import Experiment
     from mlops_sdk.job import Job
+    from mlops_sdk.model import Model
     from mlops_sdk.run import Run, RunList
     from mlops_sdk.storage.base import Storage
     from mlops_sdk.storage.datasets import DatasetStore
@@ -185,6 +186,25 @@ class Workspace:
         from mlops_sdk.dataset import Dataset
 
         return [Dataset(self, name) for name in self.tracking.version_names("dataset")]
+
+    # -- models -------------------------------------------------------------------------
+    def model(self, name: str) -> Model:
+        """The registered model called ``name``; ``ModelNotFound`` when no version was logged under it.
+
+        Models are registered with ``run.log_model(obj, name)``.
+        """
+        from mlops_sdk.model import Model
+
+        model = Model(self, name)
+        if not self.tracking.list_versions("model", model.name):
+            raise model._not_found()
+        return model
+
+    def models(self) -> list[Model]:
+        """Every registered model, by name."""
+        from mlops_sdk.model import Model
+
+        return [Model(self, name) for name in self.tracking.version_names("model")]
 
     # -- compute ------------------------------------------------------------------------
     def submit(

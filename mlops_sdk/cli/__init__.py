@@ -18,7 +18,10 @@ from typing import Any
 import click
 
 from mlops_sdk import __version__
+from mlops_sdk.cli.data import data_group
 from mlops_sdk.cli.experiments import experiments_group
+from mlops_sdk.cli.maintenance import gc_cmd, verify_cmd
+from mlops_sdk.cli.models import models_group
 from mlops_sdk.cli.plugins_cmd import plugins_cmd
 from mlops_sdk.cli.runs import runs_group
 from mlops_sdk.cli.state import CliState
@@ -75,7 +78,11 @@ def cli(
 
 cli.add_command(runs_group)
 cli.add_command(experiments_group)
+cli.add_command(models_group)
 cli.add_command(plugins_cmd)
+cli.add_command(data_group)
+cli.add_command(gc_cmd)
+cli.add_command(verify_cmd)
 
 
 class _GuardedGroup:
