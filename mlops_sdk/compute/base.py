@@ -62,6 +62,8 @@ class JobSpec:
     run_name: str
     cwd: str
     sys_path: tuple[str, ...] = ()
+    parent_run_id: str | None = None  # the job's run is a child of this run (sweep trials)
+    tags: Mapping[str, str] = attrs.field(factory=dict)  # extra tags on the job's run
 
 
 class JobHandle(abc.ABC):

@@ -13,6 +13,7 @@ import os
 import runpy
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +43,13 @@ def _load_function(ref: dict[str, Any]) -> Any:
     return obj
 
 
-def main(folder_arg: str) -> int:
-    folder = Path(folder_arg)
-    spec = json.loads((folder / "spec.json").read_text())
+def execute_spec(spec: dict[str, Any], report: Callable[..., None]) -> int:
+    """Run one job described by a JobSpec dict; the part every compute backend shares.
+
+    ``report(**values)`` receives ``state="RUNNING", run_id=...`` when the run
+    starts, then ``state="SUCCEEDED", result=...`` or ``state="FAILED",
+    error=...``. Returns the process exit code to use (0 or 1).
+    """
     for entry in reversed(spec.get("sys_path") or []):
         if entry not in sys.path:
             sys.path.insert(0, entry)
@@ -53,14 +58,17 @@ def main(folder_arg: str) -> int:
     try:
         fn = _load_function(spec["function"])
     except Exception as exc:
-        _write_state(folder, state="FAILED", error=f"cannot import the job function: {exc!r}")
+        report(state="FAILED", error=f"cannot import the job function: {exc!r}")
         traceback.print_exc()
         return 1
     ws = mlops_sdk.Workspace.open(spec["workspace"]["root"], tracking=spec["workspace"]["tracking"], storage=spec["workspace"]["storage"])
     exp = ws.experiment(spec["experiment"])
+    tags = {"mlops.job_id": spec["id"], **(spec.get("tags") or {})}
     try:
-        with exp.start_run(name=spec["run_name"], params=dict(spec["params"]), tags={"mlops.job_id": spec["id"]}) as run:
-            _write_state(folder, state="RUNNING", run_id=run.id)
+        with exp.start_run(
+            name=spec["run_name"], params=dict(spec["params"]), tags=tags, parent=spec.get("parent_run_id")
+        ) as run:
+            report(state="RUNNING", run_id=run.id)
             result = fn(**spec["params"])
             try:
                 encoded = json.loads(json.dumps(result, allow_nan=True))
@@ -70,13 +78,19 @@ def main(folder_arg: str) -> int:
                     "return numbers, strings, lists or dicts (log models and files to the run instead)"
                 ) from exc
     except BaseException as exc:
-        _write_state(folder, state="FAILED", error=f"{type(exc).__name__}: {exc}")
+        report(state="FAILED", error=f"{type(exc).__name__}: {exc}")
         traceback.print_exc()
         ws.close()
         return 1
-    _write_state(folder, state="SUCCEEDED", result=encoded)
+    report(state="SUCCEEDED", result=encoded)
     ws.close()
     return 0
+
+
+def main(folder_arg: str) -> int:
+    folder = Path(folder_arg)
+    spec = json.loads((folder / "spec.json").read_text())
+    return execute_spec(spec, lambda **values: _write_state(folder, **values))
 
 
 if __name__ == "__main__":
