@@ -33,7 +33,10 @@ if TYPE_CHECKING:
     from mlops_sdk.experiment import Experiment
     from mlops_sdk.job import Job
     from mlops_sdk.model import Model, ModelVersion
+    from mlops_sdk.pipeline import Pipeline
     from mlops_sdk.run import Run
+    from mlops_sdk.seed import seed_everything
+    from mlops_sdk.steps import step
     from mlops_sdk.workspace import Workspace
 
 __version__ = "0.1.0"
@@ -47,6 +50,9 @@ _LAZY = {
     "DatasetVersion": "mlops_sdk.dataset",
     "Model": "mlops_sdk.model",
     "ModelVersion": "mlops_sdk.model",
+    "Pipeline": "mlops_sdk.pipeline",
+    "step": "mlops_sdk.steps",
+    "seed_everything": "mlops_sdk.seed",
 }
 
 
@@ -68,6 +74,7 @@ __all__ = [
     "Job",
     "Model",
     "ModelVersion",
+    "Pipeline",
     "Run",
     "RunStatus",
     "Workspace",
@@ -80,7 +87,9 @@ __all__ = [
     "log_metrics",
     "log_param",
     "log_params",
+    "seed_everything",
     "set_tag",
     "set_tags",
     "start_run",
+    "step",
 ]

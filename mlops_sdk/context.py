@@ -153,7 +153,13 @@ def platform_context() -> dict[str, Any]:
 
 
 def command_context() -> dict[str, Any]:
-    return {"argv": redact_argv(sys.argv), "cwd": os.getcwd(), "pid": os.getpid()}
+    # orig_argv keeps what argv loses (the interpreter, -m, -X options): what reproduction re-runs.
+    return {
+        "argv": redact_argv(sys.argv),
+        "orig_argv": redact_argv(list(getattr(sys, "orig_argv", sys.argv))),
+        "cwd": os.getcwd(),
+        "pid": os.getpid(),
+    }
 
 
 def env_context() -> dict[str, str]:

@@ -118,7 +118,36 @@ class JobError(MlopsError):
     """A compute job failed, was cancelled, or its result cannot be read."""
 
 
+class PipelineError(MlopsError):
+    """A pipeline is malformed (a cycle, a missing upstream step, a duplicate step name) or cannot run."""
+
+
+class StepOutputError(PipelineError, InvalidValue):
+    """A pipeline step returned a value that cannot be stored (names the step and the type)."""
+
+
+class StepFailed(PipelineError):
+    """A pipeline step raised; ``PipelineResult.raise_for_status()`` names the step and its error."""
+
+
+class PortInUse(MlopsError, OSError):
+    """A model server cannot bind its port: another process already listens there."""
+
+
+class ServerError(MlopsError):
+    """A model server failed to start or stopped unexpectedly (the message has its output)."""
+
+
+class NotReproducible(MlopsError):
+    """A run cannot be re-executed from its record (no git commit, commit missing, no command…); the message says why."""
+
+
+class AlertDeliveryError(MlopsError):
+    """A monitoring alert sink (log, webhook) could not deliver an alert; the message names the sink."""
+
+
 __all__ = [
+    "AlertDeliveryError",
     "AliasNotFound",
     "ArtifactNotFound",
     "BackendError",
@@ -137,12 +166,18 @@ __all__ = [
     "MlopsError",
     "ModelNotFound",
     "NotFound",
+    "NotReproducible",
     "ObjectNotFound",
     "ParamConflict",
+    "PipelineError",
     "PluginError",
+    "PortInUse",
     "RunNotActive",
     "RunNotFound",
+    "ServerError",
     "SignatureMismatch",
+    "StepFailed",
+    "StepOutputError",
     "UnknownScheme",
     "UnsafeModel",
     "VersionNotFound",

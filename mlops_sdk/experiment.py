@@ -10,7 +10,11 @@ from mlops_sdk.records import ExperimentInfo
 from mlops_sdk.validation import to_tag_value, validate_key
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from mlops_sdk.compute.base import ComputeBackend
     from mlops_sdk.run import Run, RunList
+    from mlops_sdk.sweep import SweepResult
     from mlops_sdk.workspace import Workspace
 
 
@@ -87,6 +91,43 @@ class Experiment:
             [self.id], parse_filter(filter), parse_order_by(order_by), limit=_check_limit(limit), offset=_check_offset(offset)
         )
         return RunList(Run(self.workspace, r) for r in records)
+
+    def sweep(
+        self,
+        fn: Callable[..., Any],
+        grid: Mapping[str, Any] | None = None,
+        *,
+        space: Mapping[str, Any] | None = None,
+        n_trials: int | None = None,
+        max_parallel: int = 1,
+        metric: str,
+        mode: str = "min",
+        sampler: Any = None,
+        seed: int | None = None,
+        resources: Mapping[str, Any] | None = None,
+        compute: ComputeBackend | str | None = None,
+        name: str | None = None,
+    ) -> SweepResult:
+        """Run ``fn(**params)`` once per trial, as jobs on the compute backend; trials best first.
+
+        ``grid`` tries every combination; ``space`` (with ``n_trials``) is sampled:
+        ``{"lr": ("loguniform", 1e-4, 1e-1), "depth": ("int", 2, 8), "kind": ["a", "b"]}``.
+        ``sampler``: ``"grid"``, ``"random"`` (seeded by ``seed``), ``"optuna"`` or an
+        ``optuna.samplers`` object. A trial's score is ``metric`` as it logged it, or
+        as the number under that key in the dict it returned; ``mode`` is ``"min"`` or
+        ``"max"``. The trials are child runs of ``result.parent``; failed trials are
+        kept and sorted last. ``resources`` apply to each trial (see ``ws.submit``);
+        ``compute`` overrides the workspace's backend (a URI or a backend).
+
+        >>> result = exp.sweep(train, grid={"lr": [0.1, 0.01]}, metric="val_loss")  # doctest: +SKIP
+        >>> result.best.params, result.best.metrics["val_loss"]                     # doctest: +SKIP
+        """
+        from mlops_sdk.sweep import run_sweep
+
+        return run_sweep(
+            self, fn, grid=grid, space=space, n_trials=n_trials, max_parallel=max_parallel, metric=metric,
+            mode=mode, sampler=sampler, seed=seed, resources=resources, compute=compute, name=name,
+        )
 
     def count_runs(self, filter: str | None = None) -> int:
         """How many runs match ``filter``."""

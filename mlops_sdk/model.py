@@ -33,6 +33,7 @@ through the hash check; delete the cache (:func:`clear_cache`) to re-verify.
 from __future__ import annotations
 
 import contextlib
+import gc
 import html
 import json
 import os
@@ -562,12 +563,20 @@ class ModelVersion:
             )
         flavor = self._flavor()
         path = self.local_path()
+        # Deserializers allocate hundreds of thousands of objects; with torch/sklearn imported
+        # the collector would run full passes over everything alive meanwhile (~20-30% of a
+        # cold load). Nothing cyclic is freed by pausing it for the duration of one load.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             model = flavor.load(path, flavor_meta, allow_pickle=allow_pickle)
         except MlopsError:
             raise
         except Exception as exc:
             raise FlavorError(f"flavor {flavor.name!r} could not load {self.label}: {exc}") from exc
+        finally:
+            if collecting:
+                gc.enable()
         self._model, self._model_loaded = model, True
         return model
 

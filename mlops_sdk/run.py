@@ -525,7 +525,10 @@ def start(
     for section in reversed(manager.call("mlops_run_context", experiment_name=experiment_name, run_name=name)):
         if section:
             context.update(section)
+    packages = context.pop("packages", None)  # names like google-auth are packages, not secrets
     context = _redact_context(context)
+    if packages is not None:
+        context["packages"] = packages
     context["workspace"] = redact_mapping({"tracking": workspace.tracking.uri, "storage": workspace.config.storage})
 
     _install_process_hooks()

@@ -213,13 +213,21 @@ class Workspace:
         params: Mapping[str, Any] | None = None,
         resources: Mapping[str, Any] | None = None,
         *,
-        experiment: str = "jobs",
+        experiment: str | None = None,
         name: str | None = None,
+        parent: Run | str | None = None,
     ) -> Job:
-        """Run ``fn(**params)`` on the compute backend as a tracked run; returns a :class:`Job`."""
+        """Run ``fn(**params)`` on the compute backend as a tracked run; returns a :class:`Job`.
+
+        ``resources``: ``cpus``, ``gpus``, ``memory`` (bytes or ``"512MB"``),
+        ``timeout`` (seconds). ``parent`` nests the job's run under a run; the
+        experiment defaults to the parent's, else ``"jobs"``.
+        """
         from mlops_sdk.job import submit
 
-        return submit(self, fn, params or {}, resources or {}, experiment=experiment, name=name)
+        return submit(
+            self, fn, params or {}, resources or {}, experiment=experiment, name=name, parent=parent
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
     def close(self) -> None:

@@ -56,6 +56,38 @@ def sleepy(pid_file, stubborn=False):
     os.replace(pid_file + ".tmp", pid_file)
     time.sleep(120)
     return "finished"
+
+
+def hog(megabytes):
+    block = bytearray(megabytes * 1_000_000)
+    mlops.log_metric("allocated_mb", len(block) / 1_000_000)
+    return len(block)
+
+
+def slow(pid_file, ignore_sigterm=False):
+    import signal
+
+    if ignore_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    child = subprocess.Popen([sys.executable, "-c", GRANDCHILD])
+    mlops.log_metric("started", 1.0)
+    with open(pid_file + ".tmp", "w") as f:
+        f.write(str(child.pid))
+    os.replace(pid_file + ".tmp", pid_file)
+    time.sleep(120)
+    return "finished"
+
+
+def killed_by_sigkill():
+    import signal
+
+    mlops.log_metric("before_kill", 1.0)
+    mlops.active_run().workspace.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def threads_env():
+    return {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES")}
 """
 
 
@@ -187,3 +219,196 @@ def test_submit_refuses_non_json_params(
     assert not (workspace.root / ".mlops" / "jobs").exists() or not any(
         (workspace.root / ".mlops" / "jobs").iterdir()
     )
+
+
+# -- resources and limits ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("resources", "message"),
+    [
+        ({"cpu": 1}, "unknown resource 'cpu'"),
+        ({"cpus": -1}, "positive"),
+        ({"cpus": 0}, "positive"),
+        ({"cpus": "two"}, "finite number"),
+        ({"gpus": -1}, ">= 0"),
+        ({"memory": "lots"}, "512MB"),
+        ({"memory": -5}, "positive"),
+        ({"memory": True}, "512MB"),
+        ({"timeout": 0}, "positive"),
+        ({"timeout": float("inf")}, "finite"),
+        ({"timeout": "soon"}, "duration like '10m'"),
+        ({"cpus": 10_000}, "this machine has"),
+    ],
+)
+def test_bad_resources_are_refused_before_anything_runs(
+    workspace: mlops.Workspace, jobs_module: ModuleType, resources: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidValue, match=message):
+        workspace.submit(jobs_module.train, params={"lr": 0.1}, resources=resources)
+    jobs = workspace.root / ".mlops" / "jobs"
+    assert not jobs.exists() or not any(jobs.iterdir())
+    assert workspace.runs() == []
+
+
+def test_gpus_on_a_machine_without_any_are_refused(
+    workspace: mlops.Workspace, jobs_module: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # this machine, as far as jobs can see, has no GPU
+    with pytest.raises(InvalidValue, match=r"asks for 1 GPU.* has none"):
+        workspace.submit(jobs_module.train, params={"lr": 0.1}, resources={"gpus": 1})
+    assert workspace.runs() == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("512MB", 512_000_000), ("512MiB", 512 * 2**20), ("2G", 2_000_000_000), ("1.5GiB", int(1.5 * 2**30)),
+     (1024, 1024), ("100 kb", 100_000)],
+)
+def test_memory_sizes(text: str | int, expected: int) -> None:
+    from mlops_sdk.job import parse_memory
+
+    assert parse_memory(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [(30, 30.0), ("90s", 90.0), ("10m", 600.0), ("1.5h", 5400.0)])
+def test_durations(text: str | int, expected: float) -> None:
+    from mlops_sdk.job import validate_resources
+
+    assert validate_resources({"timeout": text}) == {"timeout": expected}
+
+
+def test_gpu_count_follows_cuda_visible_devices(
+    workspace: mlops.Workspace, jobs_module: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlops_sdk.compute.local import LocalCompute, local_gpu_count
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert local_gpu_count() == 2
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    LocalCompute(root=workspace.root).check_resources({"gpus": 1})  # accepted
+    with pytest.raises(InvalidValue, match="asks for 2 GPUs but this machine has 1"):
+        workspace.submit(jobs_module.train, params={"lr": 0.1}, resources={"gpus": 2})
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert local_gpu_count() == 0
+
+
+def test_memory_limit_fails_the_job_and_its_run(workspace: mlops.Workspace, jobs_module: ModuleType) -> None:
+    fits = workspace.submit(jobs_module.hog, params={"megabytes": 20}, resources={"memory": "500MB"})
+    too_big = workspace.submit(jobs_module.hog, params={"megabytes": 2000}, resources={"memory": "500MB"})
+    assert fits.wait(timeout=120) is JobState.SUCCEEDED, fits.logs()
+    assert fits.result == 20_000_000
+    assert too_big.wait(timeout=120) is JobState.FAILED
+    with pytest.raises(JobError, match=r"exceeded its memory limit of 500 MB"):
+        too_big.result  # noqa: B018
+    run = too_big.run
+    assert run is not None and run.status is RunStatus.FAILED
+    assert run.error is not None and "memory limit of 500 MB" in run.error
+
+
+def test_timeout_kills_the_process_tree_and_fails_the_run(
+    workspace: mlops.Workspace, jobs_module: ModuleType, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    started = time.monotonic()
+    job = workspace.submit(jobs_module.slow, params={"pid_file": str(pid_file)}, resources={"timeout": 5})
+    assert job.wait(timeout=60) is JobState.FAILED
+    assert time.monotonic() - started < 40
+    with pytest.raises(JobError, match="exceeded its time limit of 5 s"):
+        job.result  # noqa: B018
+    grandchild = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(grandchild)
+    run = job.run
+    assert run is not None and run.status is RunStatus.FAILED  # ended by the worker, on SIGTERM
+    assert run.error is not None and "exceeded its time limit of 5 s" in run.error
+    assert run.metrics == {"started": 1.0}
+
+
+def test_timeout_of_a_worker_that_ignores_sigterm_still_ends_its_run(
+    workspace: mlops.Workspace, jobs_module: ModuleType, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    job = workspace.submit(
+        jobs_module.slow, params={"pid_file": str(pid_file), "ignore_sigterm": True}, resources={"timeout": 4}
+    )
+    assert job.wait(timeout=60) is JobState.FAILED  # SIGKILL after the grace period
+    with pytest.raises(JobError, match="exceeded its time limit of 4 s"):
+        job.result  # noqa: B018
+    run = job.run
+    assert run is not None and run.status is RunStatus.FAILED  # ended by the backend
+    assert run.error == "the job exceeded its time limit of 4 s"
+    assert not _alive(int(pid_file.read_text()))
+
+
+def test_a_killed_worker_never_leaves_its_run_running(workspace: mlops.Workspace, jobs_module: ModuleType) -> None:
+    job = workspace.submit(jobs_module.killed_by_sigkill)
+    assert job.wait(timeout=60) is JobState.FAILED
+    with pytest.raises(JobError, match="SIGKILL"):
+        job.result  # noqa: B018
+    run = job.run
+    assert run is not None and run.status is RunStatus.FAILED
+    assert run.error is not None and "SIGKILL" in run.error
+    assert run.metrics == {"before_kill": 1.0}
+
+
+def test_cpus_set_thread_counts_and_zero_gpus_hide_them(
+    workspace: mlops.Workspace, jobs_module: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES"):
+        monkeypatch.delenv(var, raising=False)
+    job = workspace.submit(jobs_module.threads_env, resources={"cpus": 1, "gpus": 0})
+    assert job.result == {"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+
+
+# -- waiting, queueing, nesting ----------------------------------------------------------
+def test_wait_with_a_timeout_returns_the_current_state(
+    workspace: mlops.Workspace, jobs_module: ModuleType, tmp_path: Path
+) -> None:
+    job = workspace.submit(jobs_module.slow, params={"pid_file": str(tmp_path / "pid")})
+    started = time.monotonic()
+    state = job.wait(timeout=0.5)
+    assert time.monotonic() - started < 5
+    assert state in (JobState.PENDING, JobState.RUNNING) and not state.is_terminal
+    assert job.wait(timeout=0) is job.status
+    with pytest.raises(InvalidValue, match="seconds >= 0"):
+        job.wait(timeout=-1)
+    job.cancel()
+    assert job.wait() is JobState.CANCELLED  # no timeout: until it ends
+
+
+def test_jobs_queue_for_cpus_and_a_queued_job_can_be_cancelled(
+    workspace: mlops.Workspace, jobs_module: ModuleType, tmp_path: Path
+) -> None:
+    cpus = os.cpu_count() or 1
+    first = workspace.submit(
+        jobs_module.slow, params={"pid_file": str(tmp_path / "pid")}, resources={"cpus": cpus}
+    )
+    queued = workspace.submit(jobs_module.train, params={"lr": 0.1})
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "pid").exists():
+        assert time.monotonic() < deadline, first.logs()
+        time.sleep(0.05)
+    assert queued.status is JobState.PENDING  # every CPU is taken by the first job
+    queued.cancel()
+    assert queued.wait(timeout=10) is JobState.CANCELLED
+    assert queued.run is None and queued.logs() == ""  # it never started
+    first.cancel()
+    assert first.wait(timeout=30) is JobState.CANCELLED
+
+
+def test_submit_with_parent_nests_the_jobs_run(workspace: mlops.Workspace, jobs_module: ModuleType) -> None:
+    exp = workspace.experiment("nested")
+    with exp.start_run(name="outer") as outer:
+        job = workspace.submit(jobs_module.train, params={"lr": 0.1, "epochs": 1}, parent=outer)
+        assert job.wait(timeout=120) is JobState.SUCCEEDED, job.logs()
+    run = job.run
+    assert run is not None and run.parent_id == outer.id
+    assert run.experiment_id == exp.id  # the parent's experiment by default
+    assert [r.id for r in outer.children()] == [run.id]
+    from mlops_sdk.errors import RunNotFound
+
+    with pytest.raises(RunNotFound):
+        workspace.submit(jobs_module.train, params={"lr": 0.1}, parent="no-such-run")
+    with pytest.raises(InvalidValue, match="parent"):
+        workspace.submit(jobs_module.train, params={"lr": 0.1}, parent=42)  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from mlops_sdk.cli.data import data_group
 from mlops_sdk.cli.experiments import experiments_group
 from mlops_sdk.cli.maintenance import gc_cmd, verify_cmd
 from mlops_sdk.cli.models import models_group
+from mlops_sdk.cli.pipeline import pipeline_group
 from mlops_sdk.cli.plugins_cmd import plugins_cmd
 from mlops_sdk.cli.runs import runs_group
 from mlops_sdk.cli.state import CliState
@@ -83,6 +84,7 @@ cli.add_command(plugins_cmd)
 cli.add_command(data_group)
 cli.add_command(gc_cmd)
 cli.add_command(verify_cmd)
+cli.add_command(pipeline_group)
 
 
 class _GuardedGroup:

@@ -343,3 +343,148 @@ def runs_compare(run_ids: tuple[str, ...], diff_only: bool, as_json: bool) -> No
         caption=f"{differing} of {len(rows)} rows differ (marked *)",
         no_wrap={"", "key"},
     )
+
+
+# -- runs reproduce -------------------------------------------------------------------
+def _dataset_option(values: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise click.BadParameter(f"expected NAME=PATH, got {value!r}", param_hint="--dataset")
+        out[name] = path
+    return out
+
+
+@runs_group.command("reproduce")
+@click.argument("run_id")
+@click.option("--dry-run", is_flag=True, help="Check the record and print the plan; run nothing.")
+@click.option("--keep", is_flag=True, help="Keep the temporary git worktree (its path is printed).")
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0),
+    default=1e-6,
+    show_default=True,
+    metavar="REL",
+    help="Relative difference a metric may have and still match.",
+)
+@click.option(
+    "--abs-tolerance",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    metavar="ABS",
+    help="Absolute difference a metric may have and still match.",
+)
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", help="Stop the command after this long.")
+@click.option("--allow-dirty", is_flag=True, help="Run the clean commit when the run's uncommitted diff was not captured.")
+@click.option("--repo", type=click.Path(exists=True, file_okay=False), metavar="PATH", help="Git repository holding the commit (default: the one recorded).")
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="Restore dataset NAME into PATH, relative to the worktree root (default .mlops-datasets/NAME; repeatable).",
+)
+@json_option
+def runs_reproduce(
+    run_id: str,
+    dry_run: bool,
+    keep: bool,
+    tolerance: float,
+    abs_tolerance: float,
+    timeout: float | None,
+    allow_dirty: bool,
+    repo: str | None,
+    datasets: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Re-execute a run from its record and compare metrics with the original.
+
+    Checks out the recorded git commit in a temporary worktree (applying the
+    recorded uncommitted diff), restores the dataset versions the run used,
+    runs the recorded command there with this Python, and compares the new
+    run's metrics with the original's. Exit code 0 when every metric matches,
+    1 when one differs or the run cannot be reproduced. RUN_ID may be a unique
+    prefix of at least 4 characters.
+
+    \b
+    mlops runs reproduce 3f2a9c1d --dry-run
+    mlops runs reproduce 3f2a9c1d --tolerance 1e-4 --json
+    """
+    from mlops_sdk.reproduce import reproduce
+
+    ws = get_workspace()
+    run = resolve_run(ws, run_id)
+    mapping = _dataset_option(datasets)
+    if not as_json:
+        from mlops_sdk.reproduce import plan
+
+        _print_plan(plan(ws, run.id, allow_dirty=allow_dirty, repo=repo, datasets=mapping).to_dict())
+        if not dry_run:
+            note("")
+            note("running the command…")
+    result = reproduce(
+        ws,
+        run.id,
+        dry_run=dry_run,
+        keep=keep,
+        timeout=timeout,
+        allow_dirty=allow_dirty,
+        tolerance=tolerance,
+        abs_tolerance=abs_tolerance,
+        repo=repo,
+        datasets=mapping,
+        on_output=None if as_json else (lambda line: note(f"  | {line}")),
+    )
+    if as_json:
+        echo_json(result.to_dict())
+    elif not dry_run:
+        _print_comparison(result)
+    if not dry_run and not result.matched:
+        click.get_current_context().exit(1)
+
+
+def _print_plan(data: Mapping[str, Any]) -> None:
+    items: list[tuple[str, Any]] = [
+        ("run", f"{data['run_id']} ({data['run_name']})"),
+        ("repository", data["repo"]),
+        ("commit", data["commit"] + (f" ({data['branch']})" if data.get("branch") else "")),
+    ]
+    if data["dirty"]:
+        items.append(("uncommitted changes", "apply the recorded diff" if data["apply_diff"] else "ignored (--allow-dirty)"))
+    items.append(("working folder", data["cwd"]))
+    items.append(("command", " ".join(data["command"])))
+    for ds in data["datasets"]:
+        items.append((f"dataset {ds['name']}", f"v{ds['version']} -> {{worktree}}/{ds['path']}"))
+    for key, value in sorted(data["env"].items()):
+        items.append((f"env {key}", value))
+    print_kv("Reproduction plan", items, spaced=False)
+    for warning in data["warnings"]:
+        note(f"warning: {warning}")
+
+
+def _print_comparison(result: Any) -> None:
+    if result.worktree:
+        note(f"worktree kept at {result.worktree}")
+    rows = [
+        ["" if row.matched else "*", row.key, row.original, row.new, row.abs_diff, row.rel_diff]
+        for row in result.metrics
+    ]
+    differing = sum(1 for row in result.metrics if not row.matched)
+    if rows:
+        print_table(
+            ["", "metric", "original", "reproduced", "abs diff", "rel diff"],
+            rows,
+            title=f"Metrics: {result.original_run_id[:SHORT_ID]} vs {(result.new_run_id or '-')[:SHORT_ID]}",
+            caption=f"{differing} of {len(rows)} metrics differ beyond rel {result.tolerance:g} (marked *)",
+            spaced=True,
+            no_wrap={"", "metric"},
+        )
+    for problem in result.problems:
+        note(f"problem: {problem}")
+    note(
+        f"reproduced: run {result.new_run_id} matches run {result.original_run_id}"
+        if result.matched
+        else f"not reproduced: run {result.original_run_id}"
+        + (f" vs {result.new_run_id}" if result.new_run_id else "")
+    )
