@@ -29,6 +29,7 @@ from mlops_sdk.fluent import (
 from mlops_sdk.records import RunStatus
 
 if TYPE_CHECKING:
+    from mlops_sdk import monitor
     from mlops_sdk.dataset import Dataset, DatasetVersion
     from mlops_sdk.experiment import Experiment
     from mlops_sdk.job import Job
@@ -56,7 +57,17 @@ _LAZY = {
 }
 
 
+# Submodules loaded on first attribute access (``mlops.monitor.data_drift(...)``).
+_LAZY_MODULES = {"monitor": "mlops_sdk.monitor"}
+
+
 def __getattr__(name: str) -> Any:
+    if name in _LAZY_MODULES:
+        import importlib
+
+        module = importlib.import_module(_LAZY_MODULES[name])
+        globals()[name] = module
+        return module
     module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module 'mlops_sdk' has no attribute {name!r}")
@@ -87,6 +98,7 @@ __all__ = [
     "log_metrics",
     "log_param",
     "log_params",
+    "monitor",
     "seed_everything",
     "set_tag",
     "set_tags",

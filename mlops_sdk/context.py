@@ -126,9 +126,10 @@ def packages() -> dict[str, str]:
 
     out: dict[str, str] = {}
     for dist in distributions():
-        name = dist.metadata["Name"]
+        meta = dist.metadata  # parsed once: dist.version would read and parse METADATA again
+        name = meta["Name"]
         if name:
-            out[name] = dist.version
+            out[name] = meta["Version"]
     return dict(sorted(out.items(), key=lambda kv: kv[0].lower()))
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from mlops_sdk.monitor.alerts import Alert
     from mlops_sdk.plugins import Registrar
     from mlops_sdk.records import RunRecord
     from mlops_sdk.run import Run
@@ -113,4 +114,24 @@ class CliSpecs:
         """
 
 
-SPEC_CLASSES = (BackendSpecs, RunSpecs, CliSpecs)
+class MonitorSpecs:
+    """Hooks of monitoring (``mlops_sdk.monitor``)."""
+
+    @hookspec
+    def mlops_alert(self, alert: Alert) -> None:
+        """Deliver one monitoring alert (a pager, a chat channel, a ticket).
+
+        Called once per alert by ``mlops_sdk.monitor.monitor(...)``, by a
+        deployment's ``monitor()``, by ``report.deliver()`` and by the
+        ``mlops monitor`` command, after the built-in sinks named by
+        ``sinks=`` (``"log"``, ``"webhook:https://…"``) got it. ``alert`` is
+        an :class:`mlops_sdk.monitor.Alert`: ``kind`` (``drift``,
+        ``performance`` or ``bias``), ``subject`` (a column, a metric or a
+        sensitive attribute), ``message``, ``value`` and ``threshold``;
+        ``alert.to_dict()`` is JSON-ready. An exception here is raised as
+        :class:`mlops_sdk.errors.PluginError` naming the plugin, after every
+        other sink was tried. Returns nothing.
+        """
+
+
+SPEC_CLASSES = (BackendSpecs, RunSpecs, CliSpecs, MonitorSpecs)

@@ -22,6 +22,7 @@ from mlops_sdk.cli.data import data_group
 from mlops_sdk.cli.experiments import experiments_group
 from mlops_sdk.cli.maintenance import gc_cmd, verify_cmd
 from mlops_sdk.cli.models import models_group
+from mlops_sdk.cli.monitor import monitor_cmd
 from mlops_sdk.cli.pipeline import pipeline_group
 from mlops_sdk.cli.plugins_cmd import plugins_cmd
 from mlops_sdk.cli.runs import runs_group
@@ -85,6 +86,7 @@ cli.add_command(data_group)
 cli.add_command(gc_cmd)
 cli.add_command(verify_cmd)
 cli.add_command(pipeline_group)
+cli.add_command(monitor_cmd)
 
 
 class _GuardedGroup:
