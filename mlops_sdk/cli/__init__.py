@@ -26,6 +26,7 @@ from mlops_sdk.cli.monitor import monitor_cmd
 from mlops_sdk.cli.pipeline import pipeline_group
 from mlops_sdk.cli.plugins_cmd import plugins_cmd
 from mlops_sdk.cli.runs import runs_group
+from mlops_sdk.cli.serve import serve_cmd
 from mlops_sdk.cli.state import CliState
 
 
@@ -87,6 +88,7 @@ cli.add_command(gc_cmd)
 cli.add_command(verify_cmd)
 cli.add_command(pipeline_group)
 cli.add_command(monitor_cmd)
+cli.add_command(serve_cmd)
 
 
 class _GuardedGroup:
