@@ -90,9 +90,21 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks against MLflow on the same machine, in the same run."""
     session.run("bash", str(ROOT / "scripts" / "ensure-postgres.sh"), external=True)
-    _install(session, "-e", f"{ROOT}[sklearn,postgres]", "mlflow")
+    _install(session, "-e", f"{ROOT}[sklearn,torch,postgres]", "mlflow")  # torch, skops, scikit-learn pinned by constraints.txt
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     session.run("python", str(ROOT / "bench" / "tracking_bench.py"), "--out", str(out / "tracking.json"), *session.posargs)
     quick = ["--quick"] if "--quick" in session.posargs else []  # the other options are tracking_bench's
     session.run("python", str(ROOT / "bench" / "tracking_load_bench.py"), "--out", str(out / "tracking_load.json"), *quick)
+    session.run("python", str(ROOT / "bench" / "model_bench.py"), "--out", str(out / "models.json"), *quick)
+    _install(session, "dvc>=3.50")  # the dataset benchmark's peer; like MLflow, installed here only
+    session.run("python", str(ROOT / "bench" / "data_bench.py"), "--out", str(out / "data.json"), *quick)
+    ray = ROOT / "plugins" / "mlops-sdk-ray"  # jobs on ray://local too, when the plugin is in the tree
+    ray_args = ["--ray"] if (ray / "pyproject.toml").is_file() else []
+    if ray_args:
+        _install(session, "-e", str(ray))
+    session.run("python", str(ROOT / "bench" / "compute_bench.py"), "--out", str(out / "compute.json"), *ray_args, *quick)
+    session.run("python", str(ROOT / "bench" / "serving_bench.py"), "--out", str(out / "serving.json"), *quick)
+    _install(session, "evidently", "pandas<3")  # the drift benchmark's peer (evidently 0.7 needs pandas 2); here only
+    session.run("python", str(ROOT / "bench" / "drift_bench.py"), "--out", str(out / "drift.json"), *quick)
+    session.run("python", str(ROOT / "bench" / "pipeline_bench.py"), "--out", str(out / "pipeline.json"), *quick)
