@@ -223,3 +223,24 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def add_worker_options(parser: Any, metavar: tuple[str, str]) -> None:
+    """The hidden options with which a benchmark re-runs itself as a measured worker process."""
+    import argparse
+
+    parser.add_argument("--worker", nargs=2, metavar=metavar, help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument("--result-file", help=argparse.SUPPRESS)
+
+
+def serve_worker_mode(args: Any, worker: Callable[[str, str, dict[str, Any], Path], Any]) -> bool:
+    """In worker mode, run ``worker(tool, case, config, workdir)``, write its JSON result, return True."""
+    if not args.worker:
+        return False
+    tool, case = args.worker
+    result = worker(tool, case, json.loads(args.config), Path(args.workdir))
+    Path(args.result_file).write_text(json.dumps(result))
+    return True
+

@@ -65,9 +65,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import (
     TIMES,
+    add_worker_options,
     machine_info,
     markdown_table,
     perf_counter,
+    serve_worker_mode,
     write_json,
 )
 from _timing import fmt_ratio as ratio
@@ -900,17 +902,9 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="size of the large file in MiB (default 1024; 200 with --quick)",
     )
-    # internal: worker mode
-    p.add_argument("--worker", nargs=2, metavar=("TOOL", "GROUP"), help=argparse.SUPPRESS)
-    p.add_argument("--config", help=argparse.SUPPRESS)
-    p.add_argument("--workdir", help=argparse.SUPPRESS)
-    p.add_argument("--result-file", help=argparse.SUPPRESS)
+    add_worker_options(p, ("TOOL", "GROUP"))  # internal: worker mode
     a = p.parse_args(argv)
-
-    if a.worker:
-        tool, group = a.worker
-        res = worker(tool, group, json.loads(a.config), Path(a.workdir))
-        Path(a.result_file).write_text(json.dumps(res))
+    if serve_worker_mode(a, worker):
         return 0
 
     cfg = dict(QUICK if a.quick else FULL)

@@ -44,11 +44,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import (
     TIMES,
+    add_worker_options,
     fresh_dir,
     import_time,
     machine_info,
     markdown_table,
     perf_counter,
+    serve_worker_mode,
     write_json,
 )
 from _timing import fmt_ratio as ratio
@@ -827,17 +829,9 @@ def main(argv: list[str] | None = None) -> int:
         default="log_metric,log_param,empty_runs,history,import",
         help="comma-separated subset of: log_metric,log_param,empty_runs,history,import",
     )
-    # internal: worker mode
-    p.add_argument("--worker", nargs=2, metavar=("TOOL", "BENCH"), help=argparse.SUPPRESS)
-    p.add_argument("--config", help=argparse.SUPPRESS)
-    p.add_argument("--workdir", help=argparse.SUPPRESS)
-    p.add_argument("--result-file", help=argparse.SUPPRESS)
+    add_worker_options(p, ("TOOL", "BENCH"))  # internal: worker mode
     a = p.parse_args(argv)
-
-    if a.worker:
-        tool, bench = a.worker
-        res = worker(tool, bench, json.loads(a.config), Path(a.workdir))
-        Path(a.result_file).write_text(json.dumps(res))
+    if serve_worker_mode(a, worker):
         return 0
 
     cfg = dict(QUICK if a.quick else FULL)

@@ -33,7 +33,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlops_sdk.errors import InvalidValue, PortInUse, ServerError
 
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 _SPEC_ENV = "MLOPS_SERVE_SPEC"
+_S = TypeVar("_S", bound="_StopsOnExit")
 _URL_LINE = re.compile(r"^mlops: serving .* at (http://\S+)$", re.MULTILINE)
 
 
@@ -182,7 +183,22 @@ def app_from_env() -> Any:
 
 
 # -- in a thread: for tests and notebooks -------------------------------------------------------
-class BackgroundServer:
+class _StopsOnExit:
+    """``with server:`` stops it on the way out, however the block ends."""
+
+    def stop(self, timeout: float = 10.0) -> Any:
+        raise NotImplementedError
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class BackgroundServer(_StopsOnExit):
     """A model server running in a daemon thread of this process; ``stop()`` (or ``with``) ends it."""
 
     def __init__(self, app: Any, sock: socket.socket, timeout: float) -> None:
@@ -231,14 +247,6 @@ class BackgroundServer:
         with contextlib.suppress(OSError):
             self._sock.close()
 
-    def __enter__(self) -> BackgroundServer:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         return f"<BackgroundServer {self.url} {'running' if self.running else 'stopped'}>"
 
@@ -268,7 +276,7 @@ def start_background(
 
 
 # -- in a child process: what a local deployer runs -------------------------------------------------
-class ServerProcess:
+class ServerProcess(_StopsOnExit):
     """``mlops serve`` running as a child process; ``stop()`` sends SIGTERM (then SIGKILL)."""
 
     def __init__(self, proc: subprocess.Popen[bytes], log_path: Path, url: str) -> None:
@@ -301,14 +309,6 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait(timeout)
         return int(self.proc.returncode)
-
-    def __enter__(self) -> ServerProcess:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<ServerProcess pid={self.pid} {self.url} {'running' if self.running else 'stopped'}>"
