@@ -31,6 +31,7 @@ from mlops_sdk.records import RunStatus
 if TYPE_CHECKING:
     from mlops_sdk import monitor
     from mlops_sdk.dataset import Dataset, DatasetVersion
+    from mlops_sdk.deployment import Deployment
     from mlops_sdk.experiment import Experiment
     from mlops_sdk.job import Job
     from mlops_sdk.model import Model, ModelVersion
@@ -49,6 +50,7 @@ _LAZY = {
     "Job": "mlops_sdk.job",
     "Dataset": "mlops_sdk.dataset",
     "DatasetVersion": "mlops_sdk.dataset",
+    "Deployment": "mlops_sdk.deployment",
     "Model": "mlops_sdk.model",
     "ModelVersion": "mlops_sdk.model",
     "Pipeline": "mlops_sdk.pipeline",
@@ -81,6 +83,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Dataset",
     "DatasetVersion",
+    "Deployment",
     "Experiment",
     "Job",
     "Model",

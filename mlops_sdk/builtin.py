@@ -30,6 +30,17 @@ def mlops_register_backends(register: Registrar) -> None:
         "memory", "mlops_sdk.storage.fsspec_storage:open_memory", description="in-process memory (tests)"
     )
     register.compute("local", "mlops_sdk.compute.local:LocalCompute", description="a subprocess per job")
+    register.deployer(
+        "local",
+        "mlops_sdk.deploy.local:LocalDeployer",
+        description="model servers as local processes behind a stable 127.0.0.1 port",
+    )
+    register.deployer(
+        "kubernetes",
+        "mlops_sdk.deploy.kubernetes:KubernetesDeployer",
+        requires="kubernetes",
+        description="Deployment + Service (+ HPA) manifests for a model server image; kubernetes://NAMESPACE",
+    )
     register.flavor(
         "sklearn",
         "mlops_sdk.flavors.sklearn:SklearnFlavor",

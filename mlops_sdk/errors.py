@@ -146,6 +146,14 @@ class AlertDeliveryError(MlopsError):
     """A monitoring alert sink (log, webhook) could not deliver an alert; the message names the sink."""
 
 
+class DeploymentError(MlopsError):
+    """A deployment could not be started, updated, rolled back or reached."""
+
+
+class DeploymentNotFound(NotFound):
+    """No deployment of that name."""
+
+
 __all__ = [
     "AlertDeliveryError",
     "AliasNotFound",
@@ -154,6 +162,8 @@ __all__ = [
     "CheckoutConflict",
     "ConfigError",
     "DatasetNotFound",
+    "DeploymentError",
+    "DeploymentNotFound",
     "ExperimentNotFound",
     "FlavorError",
     "GateFailed",

@@ -603,6 +603,24 @@ class ModelVersion:
         except Exception as exc:
             raise FlavorError(f"{self.label} ({flavor.name}) failed to predict: {exc}") from exc
 
+    def predict_batch(
+        self,
+        dsv: DatasetVersion,
+        output_name: str | None = None,
+        *,
+        chunk_rows: int = 10_000,
+        columns: list[str] | None = None,
+        progress: Any = None,
+    ) -> DatasetVersion:
+        """Predict every row of ``dsv``'s tabular files, ``chunk_rows`` at a time; returns a new
+        dataset version (default name ``<model>-predictions``) of the rows with their predictions,
+        recorded as a run of the ``batch-inference`` experiment (see :mod:`mlops_sdk.batch`)."""
+        from mlops_sdk.batch import predict_batch
+
+        return predict_batch(
+            self, dsv, output_name, chunk_rows=chunk_rows, columns=columns, progress=progress
+        )
+
     # -- lineage and card ------------------------------------------------------------------
     def lineage(self) -> ModelLineage:
         """The run that logged this version, its git commit and branch, and the dataset versions it used."""

@@ -23,9 +23,11 @@ from mlops_sdk.validation import validate_name
 if TYPE_CHECKING:
     from mlops_sdk.compute.base import ComputeBackend
     from mlops_sdk.dataset import Dataset
+    from mlops_sdk.deploy.base import Deployer
+    from mlops_sdk.deployment import Deployment
     from mlops_sdk.experiment import Experiment
     from mlops_sdk.job import Job
-    from mlops_sdk.model import Model
+    from mlops_sdk.model import Model, ModelVersion
     from mlops_sdk.run import Run, RunList
     from mlops_sdk.storage.base import Storage
     from mlops_sdk.storage.datasets import DatasetStore
@@ -228,6 +230,56 @@ class Workspace:
         return submit(
             self, fn, params or {}, resources or {}, experiment=experiment, name=name, parent=parent
         )
+
+    # -- deployments ----------------------------------------------------------------------
+    def deployer(self, target: str | None = None) -> Deployer:
+        """The deployer backend for ``target`` (default: the workspace's ``deploy`` URI)."""
+        uri = target or self.config.deploy
+        env = {"MLOPS_TRACKING": self.config.tracking, "MLOPS_STORAGE": self.config.storage}
+        return create_backend("deployer", uri, root=self.config.root, env=env)  # type: ignore[no-any-return]
+
+    def deploy(
+        self,
+        model: ModelVersion | str,
+        name: str,
+        target: str | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> Deployment:
+        """Serve ``model`` (a ModelVersion, ``"NAME@V"`` or ``"NAME@alias"``) as deployment ``name``.
+
+        Returns once the endpoint answers its health check. A deployment made
+        from an alias follows it: ``dep.update()`` serves where it points now.
+        ``config`` (local): ``port``, ``host``, ``log_sample_rate``, ``token_env``, ``timeout``.
+        """
+        from mlops_sdk.deployment import Deployment, resolve_model
+
+        validate_name("deployment name", name)
+        mv, alias = resolve_model(self, model)
+        uri = target or self.config.deploy
+        deployer = self.deployer(uri)
+        cfg = dict(config or {})
+        if alias is not None:
+            cfg.setdefault("alias", alias)
+        deployer.deploy(name, f"models:/{mv.name}/{mv.version}", cfg)
+        return Deployment(self, name, deployer, uri)
+
+    def get_deployment(self, name: str, target: str | None = None) -> Deployment:
+        """A deployment by name; :class:`~mlops_sdk.errors.DeploymentNotFound` when there is none."""
+        from mlops_sdk.deployment import Deployment
+
+        validate_name("deployment name", name)
+        uri = target or self.config.deploy
+        deployer = self.deployer(uri)
+        deployer.status(name)  # raises DeploymentNotFound
+        return Deployment(self, name, deployer, uri)
+
+    def deployments(self, target: str | None = None) -> list[Deployment]:
+        """Every deployment the deployer knows (running, stopped or failed), by name."""
+        from mlops_sdk.deployment import Deployment
+
+        uri = target or self.config.deploy
+        deployer = self.deployer(uri)
+        return [Deployment(self, info.name, deployer, uri) for info in deployer.list()]
 
     # -- lifecycle ------------------------------------------------------------------------
     def close(self) -> None:

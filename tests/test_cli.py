@@ -455,7 +455,7 @@ def test_plugins_lists_builtin_schemes() -> None:
         "tracking": ["sqlite", "postgresql"],
         "storage": ["file", "memory"],
         "compute": ["local"],
-        "deployer": [],
+        "deployer": ["local", "kubernetes"],
         "source": [],
     }
     sqlite = local["backends"]["tracking"][0]

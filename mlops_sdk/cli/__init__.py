@@ -19,6 +19,7 @@ import click
 
 from mlops_sdk import __version__
 from mlops_sdk.cli.data import data_group
+from mlops_sdk.cli.deploy import deploy_group
 from mlops_sdk.cli.experiments import experiments_group
 from mlops_sdk.cli.maintenance import gc_cmd, verify_cmd
 from mlops_sdk.cli.models import models_group
@@ -89,6 +90,7 @@ cli.add_command(verify_cmd)
 cli.add_command(pipeline_group)
 cli.add_command(monitor_cmd)
 cli.add_command(serve_cmd)
+cli.add_command(deploy_group)
 
 
 class _GuardedGroup:

@@ -344,3 +344,46 @@ def models_rollback(name: str, alias: str, as_json: bool) -> None:
         echo_json({"name": mv.name, "alias": alias, "previous": before, "current": mv.version})
         return
     click.echo(f"rolled back {alias} of {mv.name}: {_was(before)} -> v{mv.version}")
+
+
+# -- models build-context ---------------------------------------------------------------
+@models_group.command("build-context")
+@click.argument("ref", metavar="NAME@VERSION")
+@click.argument("directory", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--base-image", default="python:3.11-slim", show_default=True, help="The image to build FROM.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
+              help="The port the server listens on in the container.")
+@click.option("--sdk-requirement", metavar="REQ|WHEEL",
+              help="Install mlops-sdk from this requirement line or wheel file instead of mlops-sdk==<this version>.")
+@click.option("--force", is_flag=True, help="Replace an earlier build context in DIR.")
+@json_option
+def models_build_context(
+    ref: str, directory: Path, base_image: str, port: int, sdk_requirement: str | None, force: bool, as_json: bool
+) -> None:
+    """Write a Docker build context serving NAME@VERSION into DIR.
+
+    DIR gets a Dockerfile, pinned requirements.txt and model/ (a workspace
+    holding just this version); `docker build DIR` gives an image that runs
+    `mlops serve` on PORT as a non-root user.
+    """
+    from mlops_sdk.container import build_context
+
+    name, version_ref = split_ref(ref)
+    mv = resolve_version(get_workspace().model(name), version_ref)
+    ctx = build_context(
+        mv, directory, base_image=base_image, port=port, sdk_requirement=sdk_requirement, force=force
+    )
+    if as_json:
+        echo_json(
+            {
+                "path": str(ctx.path),
+                "model": ctx.model,
+                "version": ctx.version,
+                "base_image": ctx.base_image,
+                "port": ctx.port,
+                "requirements": list(ctx.requirements),
+            }
+        )
+        return
+    click.echo(f"wrote a build context for {ctx.image_ref} to {ctx.path}")
+    note(f"build it: docker build -t {ctx.model.lower()}:{ctx.version} {ctx.path}")

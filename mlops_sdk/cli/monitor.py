@@ -97,6 +97,7 @@ def _print_report(report: MonitorReport) -> None:
 
 
 @click.command("monitor")
+@click.argument("deployment", required=False, metavar="[DEPLOYMENT]")
 @click.option("--reference", "reference", metavar="DATASET[@V]", help="Reference dataset version.")
 @click.option("--reference-file", metavar="FILE", help="Reference table from a file instead.")
 @click.option("--current", "current", metavar="DATASET[@V]", help="Current dataset version.")
@@ -118,6 +119,7 @@ def _print_report(report: MonitorReport) -> None:
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True), help="Write the HTML report here.")
 @json_option
 def monitor_cmd(
+    deployment: str | None,
     reference: str | None,
     reference_file: str | None,
     current: str | None,
@@ -141,6 +143,7 @@ def monitor_cmd(
 
     \b
     mlops monitor --reference customers@1 --current-file today.csv --fail-on drift
+    mlops monitor churn-api --reference customers@1 --fail-on drift   # a deployment's inference log
     mlops monitor --reference train@3 --current scored@7 --target churned \\
         --prediction pred --sensitive gender --fail-on drift,performance,bias --html report.html
     """
@@ -149,7 +152,22 @@ def monitor_cmd(
     if bad:
         raise click.BadParameter(f"unknown kind(s) {', '.join(bad)}; use {','.join(KINDS)}", param_hint="'--fail-on'")
     ref_df = _table(reference, reference_file, "reference")
-    cur_df = _table(current, current_file, "current")
+    if deployment is not None:  # current = the deployment's inference log (its input columns)
+        if current is not None or current_file is not None:
+            raise click.UsageError("give a DEPLOYMENT or --current / --current-file, not both")
+        from mlops_sdk.cli.state import get_workspace
+        from mlops_sdk.serving.inference_log import META_COLUMNS
+
+        cur_df = get_workspace().get_deployment(deployment).inference_log()
+        if cur_df.empty:
+            from mlops_sdk.errors import DeploymentError
+
+            raise DeploymentError(f"deployment {deployment!r} has no logged requests yet to monitor")
+        if not columns:
+            columns = (",".join(str(c) for c in ref_df.columns if c in cur_df.columns and c not in META_COLUMNS
+                                and c not in (target, sensitive)),)
+    else:
+        cur_df = _table(current, current_file, "current")
     from mlops_sdk.monitor import monitor
 
     cols = _split(columns) or None

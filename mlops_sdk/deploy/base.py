@@ -34,6 +34,10 @@ class DeploymentInfo:
     url: str | None
     status: str
     previous_versions: tuple[int, ...] = ()
+    #: the model alias the deployment follows (``update()`` with no version re-resolves it)
+    alias: str | None = None
+    #: deployer-specific facts (process ids, ports, log paths, history…)
+    details: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 class Deployer(abc.ABC):

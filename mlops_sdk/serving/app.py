@@ -57,6 +57,7 @@ from mlops_sdk.errors import InvalidValue, MlopsError
 
 if TYPE_CHECKING:
     from mlops_sdk.model import ModelVersion
+    from mlops_sdk.serving.inference_log import InferenceLog
     from mlops_sdk.signature import Signature
 
 _orjson: Any
@@ -580,6 +581,7 @@ class ModelServer:
         batching: Batching | None,
         allow_nan: bool,
         threads: int,
+        inference_log: InferenceLog | None = None,
     ) -> None:
         from mlops_sdk.flavors import get_flavor
 
@@ -592,6 +594,7 @@ class ModelServer:
         self.allow_nan = allow_nan
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mlops-predict")
         self.batcher = _Batcher(batching, self) if batching is not None else None
+        self.inference_log = inference_log
         # the fast path of prepare(): a tabular signature whose columns all share one float dtype
         self._fast_names: list[str] | None = None
         self._fast_dtype: str | None = None
@@ -687,9 +690,9 @@ class ModelServer:
     def call_model(self, data: Any) -> Any:
         return self.flavor.predict(self.model, data)
 
-    def handle(self, body: bytes, content_type: str) -> tuple[Any, int]:
+    def handle(self, body: bytes, content_type: str) -> tuple[Any, int, Any]:
         data = self.prepare(body, content_type)
-        return self.call_model(data), _n_model_rows(data)
+        return self.call_model(data), _n_model_rows(data), data
 
     # -- endpoints ------------------------------------------------------------------------------
     def check_auth(self, request: Request) -> None:
@@ -728,6 +731,7 @@ class ModelServer:
     async def invocations(self, request: Request) -> Response:
         rid = request.scope["mlops.request_id"]
         metrics = self.metrics
+        started = time.perf_counter()
         try:
             self.check_auth(request)
             raw_type = request.headers.get("content-type", "application/json")
@@ -742,7 +746,7 @@ class ModelServer:
                 raise _bad("the request body is empty")
             loop = asyncio.get_running_loop()
             if self.batcher is None:
-                result, rows = await loop.run_in_executor(self.executor, self.handle, body, content_type)
+                result, rows, data = await loop.run_in_executor(self.executor, self.handle, body, content_type)
                 metrics.predict_calls += 1
                 metrics.batch_sizes.observe(rows)
             else:
@@ -763,6 +767,8 @@ class ModelServer:
                 rid,
             )
         metrics.rows += rows
+        if self.inference_log is not None:  # queues references only; a background thread writes
+            self.inference_log.record(data, result, time.perf_counter() - started, rid)
         return _json_response(200, {"predictions": predictions_payload(result)})
 
     async def health(self, request: Request) -> Response:
@@ -847,6 +853,7 @@ def create_app(
     batching: Batching | bool | None = None,
     allow_nan: bool = False,
     threads: int | None = None,
+    inference_log: InferenceLog | None = None,
 ) -> Starlette:
     """An ASGI application serving ``model_version`` (loaded now, through ``ModelVersion.load``).
 
@@ -857,6 +864,9 @@ def create_app(
     * ``allow_nan``: pass NaN / missing values (and the JSON ``NaN`` literal) to the model
       instead of answering 422.
     * ``threads``: size of the prediction thread pool (default: CPU count, at most 4).
+
+    * ``inference_log``: an :class:`~mlops_sdk.serving.inference_log.InferenceLog` recording
+      sampled requests; by default one is made when ``MLOPS_INFERENCE_LOG`` names a deployment.
 
     The returned app has ``app.state.server`` (the :class:`ModelServer`: metrics, metadata).
     Loading failures raise here, before anything is served.
@@ -875,6 +885,10 @@ def create_app(
         threads = min(4, os.cpu_count() or 1)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise InvalidValue(f"threads must be a positive integer, got {threads!r}")
+    if inference_log is None and os.environ.get("MLOPS_INFERENCE_LOG"):
+        from mlops_sdk.serving.inference_log import InferenceLog as _Log
+
+        inference_log = _Log.from_env(lambda: model_version.workspace.storage, model_version.version)
     server = ModelServer(
         model_version,
         auth_token=auth_token,
@@ -882,6 +896,7 @@ def create_app(
         batching=batching,
         allow_nan=allow_nan,
         threads=threads,
+        inference_log=inference_log,
     )
 
     @contextlib.asynccontextmanager
@@ -890,6 +905,8 @@ def create_app(
             yield
         finally:
             server.executor.shutdown(wait=False, cancel_futures=True)
+            if server.inference_log is not None:
+                server.inference_log.close()  # write what is queued: nothing is lost on shutdown
 
     app = Starlette(
         routes=[

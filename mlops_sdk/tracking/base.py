@@ -162,8 +162,13 @@ class TrackingStore(abc.ABC):
         run_id: str | None = None,
         created_at: float,
         dedupe: bool = False,
+        number: int | None = None,
     ) -> tuple[VersionRecord, bool]:
         """Record the next version of ``(kind, name)``; return it and whether it is new.
+
+        ``number`` records the version under exactly that number instead of the
+        next one (a version copied from another workspace keeps its number); it
+        must be greater than every number the name has (``InvalidValue`` otherwise).
 
         Numbers are 1, 2, … per (kind, name), allocated atomically: processes
         registering at the same moment never get the same number. With

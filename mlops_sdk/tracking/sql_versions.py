@@ -82,8 +82,11 @@ class VersionsMixin:
         run_id: str | None = None,
         created_at: float,
         dedupe: bool = False,
+        number: int | None = None,
     ) -> tuple[VersionRecord, bool]:
         _check_kind(kind)
+        if number is not None and (isinstance(number, bool) or not isinstance(number, int) or number < 1):
+            raise InvalidValue(f"a version number is a whole number ≥ 1, got {number!r}")
         manifest_text = manifest.decode()
         tags_json = json.dumps(tags or {}, ensure_ascii=False, sort_keys=True)
         meta_json = json.dumps(meta or {}, ensure_ascii=False, sort_keys=True, default=str)
@@ -97,11 +100,12 @@ class VersionsMixin:
                     if row is not None and row.id == id:
                         return _record(row), False
                 last = conn.execute(sa.select(sa.func.max(_V.c.version)).where(where)).scalar()
-                number = int(last or 0) + 1
+                if number is not None and number <= int(last or 0):
+                    raise InvalidValue(f"{kind} {name!r} already has version {last}; cannot record v{number} after it")
                 values = dict(
                     kind=kind,
                     name=name,
-                    version=number,
+                    version=number if number is not None else int(last or 0) + 1,
                     id=id,
                     created_at=created_at,
                     message=message,
