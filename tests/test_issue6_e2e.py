@@ -11,7 +11,6 @@ Timings are printed (``pytest -s``), never asserted.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _gitrepo import clean_env, git
 
 import mlops_sdk as mlops
 
@@ -36,25 +36,6 @@ STEPS = ["prepare", "train", "evaluate", "register"]
 pytestmark = pytest.mark.slow  # four pipeline runs in fresh processes and two reproductions: ~25 s
 
 
-def _git(cwd: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.com",
-    }
-    out = subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True)
-    return out.stdout.strip()
-
-
-def _env() -> dict[str, str]:
-    """The user's environment without any MLOPS_* setting: the workspace is found from the current folder."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
-    env["MLOPS_PLUGINS"] = ""
-    return env
-
-
 def _mlops_cli() -> list[str]:
     exe = shutil.which("mlops") or str(Path(sys.executable).parent / "mlops")
     return [exe] if Path(exe).exists() else [sys.executable, "-m", "mlops_sdk.cli"]
@@ -62,7 +43,7 @@ def _mlops_cli() -> list[str]:
 
 def _run(repo: Path, cmd: list[str], *, check: bool = True) -> tuple[subprocess.CompletedProcess[str], float]:
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, cwd=repo, env=_env(), capture_output=True, text=True, timeout=300, check=False)
+    out = subprocess.run(cmd, cwd=repo, env=clean_env(), capture_output=True, text=True, timeout=300, check=False)
     took = time.perf_counter() - t0
     if check:
         assert out.returncode == 0, f"{cmd} exited {out.returncode}\n{out.stdout}\n{out.stderr}"
@@ -93,12 +74,12 @@ class Project:
 def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     repo = tmp_path_factory.mktemp("issue6") / "proj"
     (repo / "examples").mkdir(parents=True)
-    _git(repo, "init", "-q", "-b", "main")
+    git(repo, "init", "-q", "-b", "main")
     (repo / ".gitignore").write_text(".mlops/\n")
     shutil.copy(EXAMPLE, repo / SCRIPT)
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-q", "-m", "pipeline v1")
-    commit1 = _git(repo, "rev-parse", "HEAD")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "pipeline v1")
+    commit1 = git(repo, "rev-parse", "HEAD")
 
     out1, t1 = _run(repo, [sys.executable, SCRIPT])
     out2, t2 = _run(repo, [sys.executable, SCRIPT])
@@ -160,9 +141,9 @@ def _move_code_on(project: Project) -> str:
         assert "C: float = 1.0" in text
         script.write_text(text.replace("C: float = 1.0", "C: float = 0.01"))
         (project.repo / "NOTES.md").write_text("regularise harder\n")
-        _git(project.repo, "add", ".")
-        _git(project.repo, "commit", "-q", "-m", "pipeline v2: C=0.01")
-    return _git(project.repo, "rev-parse", "HEAD")
+        git(project.repo, "add", ".")
+        git(project.repo, "commit", "-q", "-m", "pipeline v2: C=0.01")
+    return git(project.repo, "rev-parse", "HEAD")
 
 
 def test_status_after_the_code_moved_on(project: Project) -> None:
@@ -200,7 +181,7 @@ def test_reproduce_evaluate_step_from_the_old_commit(project: Project, ws: mlops
     train_input = json.loads(new.tags["mlops.step.inputs"])["train"]["run_id"]
     assert ws.get_run(train_input).params["C"] == 1.0
     assert list(ws.runs("attributes.status = 'RUNNING'")) == []
-    assert _git(project.repo, "worktree", "list", "--porcelain").count("worktree ") == 1
+    assert git(project.repo, "worktree", "list", "--porcelain").count("worktree ") == 1
 
 
 def test_reproduce_train_step_text_output(project: Project, ws: mlops.Workspace) -> None:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from mlops_sdk.errors import IntegrityError, InvalidName, InvalidValue
 from mlops_sdk.manifest import FileEntry, Manifest, ManifestDiff, apply_diff, diff
+from mlops_sdk.testing.dataset_store_conformance import no_clash
 
 # -- strategies ----------------------------------------------------------------------------
 _segments = st.text(
@@ -24,26 +25,10 @@ _md5 = st.binary(min_size=0, max_size=8).map(lambda b: hashlib.md5(b).hexdigest(
 _sizes = st.integers(0, 2**53)
 
 
-def _no_clash(paths: list[str]) -> list[str]:
-    """Drop paths that would be both a file and a folder (``a`` and ``a/b``): keep the first seen."""
-    kept: list[str] = []
-    files: set[str] = set()
-    folders: set[str] = set()
-    for p in paths:
-        parts = p.split("/")
-        parents = {"/".join(parts[:i]) for i in range(1, len(parts))}
-        if p in files or p in folders or parents & files:
-            continue
-        kept.append(p)
-        files.add(p)
-        folders |= parents
-    return kept
-
-
 @st.composite
 def manifests(draw: st.DrawFn, algorithm: str = "sha256", paths: st.SearchStrategy[str] = _paths) -> Manifest:
     digests = _sha256 if algorithm == "sha256" else _md5
-    chosen = _no_clash(draw(st.lists(paths, max_size=12, unique=True)))
+    chosen = no_clash(draw(st.lists(paths, max_size=12, unique=True)))
     return Manifest([FileEntry(p, draw(_sizes), draw(digests)) for p in chosen], algorithm)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _gitrepo import clean_env, git
 from click.testing import CliRunner
 
 import mlops_sdk as mlops
@@ -70,27 +71,9 @@ SLOW = textwrap.dedent(
 )
 
 
-def _git(cwd: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.com",
-    }
-    out = subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True)
-    return out.stdout.strip()
-
-
-def _clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
-    env["MLOPS_PLUGINS"] = ""
-    return env
-
-
 def _run_script(repo: Path, *args: str) -> str:
     out = subprocess.run(
-        [sys.executable, *args], cwd=repo, env=_clean_env(), capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, *args], cwd=repo, env=clean_env(), capture_output=True, text=True, timeout=120, check=False
     )
     assert out.returncode == 0, out.stdout + out.stderr
     return out.stdout.split("run ")[-1].strip() if "run " in out.stdout else ""
@@ -112,13 +95,13 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
 
     repo = tmp_path_factory.mktemp("reproduce") / "proj"
     repo.mkdir()
-    _git(repo, "init", "-q", "-b", "main")
+    git(repo, "init", "-q", "-b", "main")
     (repo / ".gitignore").write_text(".mlops/\ndata/\n")
     (repo / "train.py").write_text(TRAIN.format(C=1.0))
     (repo / "slow.py").write_text(SLOW)
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-q", "-m", "train v1")
-    commit1 = _git(repo, "rev-parse", "HEAD")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "train v1")
+    commit1 = git(repo, "rev-parse", "HEAD")
     iris = load_iris()
     (repo / "data").mkdir()
     rows = [",".join(f"{v:.1f}" for v in x) + f",{t}" for x, t in zip(iris.data, iris.target, strict=True)]
@@ -129,16 +112,16 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     ws = mlops.Workspace.open(repo)
     ws.close()
     slow_out = subprocess.run(
-        [sys.executable, "slow.py"], cwd=repo, env=_clean_env(), capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "slow.py"], cwd=repo, env=clean_env(), capture_output=True, text=True, timeout=120, check=True
     )
     assert slow_out.returncode == 0
     # uncommitted change: a run from a dirty tree records the diff
     (repo / "train.py").write_text(TRAIN.format(C=0.2))
     dirty = _run_script(repo, "train.py")
-    _git(repo, "checkout", "--", "train.py")
+    git(repo, "checkout", "--", "train.py")
     # the code moves on: a new commit changes the model, and the data folder is gone
     (repo / "train.py").write_text(TRAIN.format(C=0.01))
-    _git(repo, "commit", "-q", "-am", "train v2")
+    git(repo, "commit", "-q", "-am", "train v2")
     (repo / "data" / "iris.csv").unlink()
     ws = mlops.Workspace.open(repo)
     slow = ws.experiment("slow").runs()[0].id
@@ -158,7 +141,7 @@ def _cli(project: Project, *args: str) -> Any:
 
 
 def _worktrees(repo: Path) -> int:
-    return sum(1 for line in _git(repo, "worktree", "list", "--porcelain").splitlines() if line.startswith("worktree "))
+    return sum(1 for line in git(repo, "worktree", "list", "--porcelain").splitlines() if line.startswith("worktree "))
 
 
 # -- reproducing ------------------------------------------------------------------------------
@@ -209,7 +192,7 @@ def test_dirty_run_gets_its_recorded_diff(project: Project, ws: mlops.Workspace)
         assert result.worktree is not None
         assert "C = 0.2" in (Path(result.worktree) / "train.py").read_text()
     finally:
-        _git(project.repo, "worktree", "remove", "--force", str(result.worktree))
+        git(project.repo, "worktree", "remove", "--force", str(result.worktree))
         shutil.rmtree(Path(str(result.worktree)).parent, ignore_errors=True)
 
 
@@ -266,30 +249,30 @@ def test_run_without_git_record(project: Project, ws: mlops.Workspace) -> None:
 
 
 def test_commit_missing(project: Project, ws: mlops.Workspace) -> None:
-    git = {"commit": "0123456789" * 4, "dirty": False, "root": str(project.repo)}
-    rid = _fake_run(ws, {"git": git, "command": {"argv": ["train.py"], "cwd": str(project.repo)}})
+    git_ctx = {"commit": "0123456789" * 4, "dirty": False, "root": str(project.repo)}
+    rid = _fake_run(ws, {"git": git_ctx, "command": {"argv": ["train.py"], "cwd": str(project.repo)}})
     with pytest.raises(NotReproducible, match="not in the repository"):
         plan(ws, rid)
 
 
 def test_notebook_and_missing_command(project: Project, ws: mlops.Workspace) -> None:
-    git = {"commit": project.commit1, "dirty": False, "root": str(project.repo)}
+    git_ctx = {"commit": project.commit1, "dirty": False, "root": str(project.repo)}
     notebook = {"argv": ["/venv/lib/ipykernel_launcher.py", "-f", "kernel.json"], "cwd": str(project.repo)}
     with pytest.raises(NotReproducible, match="notebook"):
-        plan(ws, _fake_run(ws, {"git": git, "command": notebook}))
+        plan(ws, _fake_run(ws, {"git": git_ctx, "command": notebook}))
     with pytest.raises(NotReproducible, match="no command line"):
-        plan(ws, _fake_run(ws, {"git": git}))
+        plan(ws, _fake_run(ws, {"git": git_ctx}))
     uncommitted = {"argv": ["not_committed.py"], "cwd": str(project.repo)}
     with pytest.raises(NotReproducible, match="was it committed"):
-        plan(ws, _fake_run(ws, {"git": git, "command": uncommitted}))
+        plan(ws, _fake_run(ws, {"git": git_ctx, "command": uncommitted}))
     secret = {"argv": ["train.py", "--token", "***REDACTED***"], "cwd": str(project.repo)}
     with pytest.raises(NotReproducible, match="redacted"):
-        plan(ws, _fake_run(ws, {"git": git, "command": secret}))
+        plan(ws, _fake_run(ws, {"git": git_ctx, "command": secret}))
 
 
 def test_dirty_run_without_diff_needs_allow_dirty(project: Project, ws: mlops.Workspace) -> None:
-    git = {"commit": project.commit1, "dirty": True, "diff": "x" * 10, "diff_truncated": True, "root": str(project.repo)}
-    rid = _fake_run(ws, {"git": git, "command": {"argv": ["train.py"], "cwd": str(project.repo)}})
+    git_ctx = {"commit": project.commit1, "dirty": True, "diff": "x" * 10, "diff_truncated": True, "root": str(project.repo)}
+    rid = _fake_run(ws, {"git": git_ctx, "command": {"argv": ["train.py"], "cwd": str(project.repo)}})
     with pytest.raises(NotReproducible, match="allow_dirty"):
         plan(ws, rid)
     p = plan(ws, rid, allow_dirty=True)
@@ -300,8 +283,8 @@ def test_pipeline_step_runs_use_the_pipeline_command(project: Project, ws: mlops
     import mlops_sdk.pipeline as pipeline_module
 
     exp = ws.experiment("records")
-    git = {"commit": project.commit1, "dirty": False, "root": str(project.repo)}
-    parent = _fake_run(ws, {"git": git, "command": {"argv": ["train.py"], "cwd": str(project.repo)}})
+    git_ctx = {"commit": project.commit1, "dirty": False, "root": str(project.repo)}
+    parent = _fake_run(ws, {"git": git_ctx, "command": {"argv": ["train.py"], "cwd": str(project.repo)}})
     rid = os.urandom(16).hex()
     tags = {"mlops.pipeline": "churn", "mlops.role": "step", "mlops.step": "fit"}
     ws.tracking.create_run(exp.id, run_id=rid, name="fit", start_time=time.time(), parent_id=parent, tags=tags, context={})

@@ -104,7 +104,8 @@ def source_files(root: Path) -> list[SourceFile]:
     return scan(root)
 
 
-def _no_clash(paths: list[str]) -> list[str]:
+def no_clash(paths: list[str]) -> list[str]:
+    """Drop paths that would be both a file and a folder (``a`` and ``a/b``): keep the first seen."""
     kept: list[str] = []
     files: set[str] = set()
     folders: set[str] = set()
@@ -137,7 +138,7 @@ def file_trees(draw: st.DrawFn, min_files: int = 1, max_files: int = 8) -> dict[
     paths = draw(
         st.lists(st.lists(_segments, min_size=1, max_size=3).map("/".join), min_size=min_files, max_size=max_files, unique=True)
     )
-    kept = _no_clash(paths)
+    kept = no_clash(paths)
     return {p: draw(_contents) for p in kept}
 
 
