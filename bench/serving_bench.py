@@ -209,11 +209,12 @@ def main() -> None:
         models = prepare(root)
         for name, info in models.items():
             servers = {
-                "mlops serve": ([sys.executable, "-m", "mlops_sdk.cli", "--workspace", str(root / "ws"), "serve",
-                                 f"{name}@1", "--log-level", "warning", "--port"], "/health"),
-                "mlops serve --batching": ([sys.executable, "-m", "mlops_sdk.cli", "--workspace", str(root / "ws"),
-                                            "serve", f"{name}@1", "--batching", "--log-level", "warning", "--port"],
-                                           "/health"),
+                "mlops serve --no-batching": ([sys.executable, "-m", "mlops_sdk.cli", "--workspace", str(root / "ws"),
+                                               "serve", f"{name}@1", "--no-batching", "--log-level", "warning",
+                                               "--port"], "/health"),
+                "mlops serve (default: adaptive batching)": ([sys.executable, "-m", "mlops_sdk.cli", "--workspace",
+                                                              str(root / "ws"), "serve", f"{name}@1", "--log-level",
+                                                              "warning", "--port"], "/health"),
                 "mlflow models serve": ([mlflow_bin, "models", "serve", "-m", info["mlflow_dir"], "--env-manager",
                                          "local", "-h", "127.0.0.1", "-p"], "/ping"),
             }

@@ -66,7 +66,9 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
               help="Require 'Authorization: Bearer <token>', the token read from environment variable VAR.")
 @click.option("--max-body", type=SizeType(), default="10MB", show_default=True,
               help="Largest request body accepted (larger gets HTTP 413).")
-@click.option("--batching", is_flag=True, help="Stack concurrent requests into one predict call.")
+@click.option("--batching/--no-batching", default=True, show_default=True,
+              help="Adaptive micro-batching: a request goes straight to an idle model; requests that "
+                   "arrive while it is busy are stacked into its next predict call.")
 @click.option("--max-batch", type=click.IntRange(1, 100_000), default=64, show_default=True,
               help="With --batching: most rows per predict call.")
 @click.option("--max-wait-ms", type=click.FloatRange(0, 1000), default=0.0, show_default=True,

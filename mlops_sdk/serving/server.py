@@ -322,7 +322,7 @@ def start_process(
     port: int = 0,
     token_env: str | None = None,
     max_body: str | None = None,
-    batching: bool = False,
+    batching: bool = True,
     extra_args: list[str] | None = None,
     env: dict[str, str] | None = None,
     log_path: str | os.PathLike[str] | None = None,
@@ -344,8 +344,7 @@ def start_process(
         cmd += ["--token-env", token_env]
     if max_body:
         cmd += ["--max-body", max_body]
-    if batching:
-        cmd.append("--batching")
+    cmd.append("--batching" if batching else "--no-batching")
     cmd += extra_args or []
     if log_path is None:
         fd, name = tempfile.mkstemp(prefix="mlops-serve-", suffix=".log")
