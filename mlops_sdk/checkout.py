@@ -141,12 +141,28 @@ def checkout(
     try:
         dest.mkdir(parents=True, exist_ok=True)
         if to_write:
-            staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest))
+            staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest)) if (have or odd) else dest
     except OSError as exc:
         raise BackendError(f"checkout into {dest} failed: {exc}") from exc
     try:
         # 1. Everything to write, verified, inside the destination but apart from its files:
         #    a corrupted or missing object stops the checkout here, the destination as it was.
+        if staging is not None and not have and not odd:
+            # Nothing of the user's is there: write straight into place; on failure remove what was written.
+            staging = None
+            try:
+                reader.materialize(manifest, to_write, dest, link=link, source=source, progress=progress)
+            except BaseException:
+                if created:
+                    shutil.rmtree(dest, ignore_errors=True)
+                else:
+                    for e in to_write:
+                        with contextlib.suppress(OSError):
+                            (dest / e.path).unlink()
+                raise
+            to_move: list[FileEntry] = []
+        else:
+            to_move = to_write
         if staging is not None:
             try:
                 reader.materialize(manifest, to_write, staging, link=link, source=source, progress=progress)
@@ -167,7 +183,7 @@ def checkout(
             target = dest / rel
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
-        for e in to_write:
+        for e in to_move:
             assert staging is not None
             target = dest / e.path
             for parent in reversed(Path(e.path).parents):  # a file standing where a wanted folder goes

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -31,6 +32,9 @@ class FileEntry:
     digest: str
 
 
+_HEX = re.compile("[0-9a-f]+")
+
+
 def _check_entries(entries: Sequence[FileEntry], algorithm: str) -> None:
     width = {"sha256": 64, "md5": 32}[algorithm]
     seen: set[str] = set()
@@ -46,7 +50,7 @@ def _check_entries(entries: Sequence[FileEntry], algorithm: str) -> None:
         dirs.update("/".join(parts[:i]) for i in range(1, len(parts)))
         if type(e.size) is not int or e.size < 0:
             raise InvalidValue(f"size of {e.path!r} must be a non-negative int, got {e.size!r}")
-        if not isinstance(e.digest, str) or len(e.digest) != width or any(c not in "0123456789abcdef" for c in e.digest):
+        if not isinstance(e.digest, str) or len(e.digest) != width or _HEX.fullmatch(e.digest) is None:
             raise InvalidValue(f"digest of {e.path!r} is not a {algorithm} hex digest: {e.digest!r}")
     clash = seen & dirs
     if clash:

@@ -12,6 +12,7 @@ rename, read-only.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import os
@@ -44,6 +45,8 @@ R = TypeVar("R")
 _BUF = 1 << 20
 LARGE_FILE = 64 << 20  # above this, hash first and copy only when the object is new
 _WORKERS = min(8, 2 * (os.cpu_count() or 1))
+_TMPFILE_OK = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+SMALL_IN_MEMORY = 4 << 20  # up to this, a file is read whole, hashed, and written only when new
 
 
 def changed_while_adding(src: SourceFile) -> IntegrityError:
@@ -134,14 +137,14 @@ class CasDatasetStore(DatasetStore):
         version that needs it again is recorded."""
         if self._folder is None:
             return self.objects.exists(digest)
-        final = self._final(digest)
+        final = self._final_str(digest)
         try:
             os.utime(final)
         except FileNotFoundError:
             return False
         except OSError:
-            return final.is_file()
-        return final.is_file()
+            return os.path.isfile(final)
+        return os.path.isfile(final)
 
     def _ingest(self, src: SourceFile) -> tuple[str, bool]:
         """Hash ``src`` and store it unless present; returns (digest, newly stored)."""
@@ -171,8 +174,15 @@ class CasDatasetStore(DatasetStore):
         return self._folder / ".tmp" / uuid.uuid4().hex
 
     def _final(self, digest: str) -> Path:
+        return Path(self._final_str(digest))
+
+    def _final_str(self, digest: str) -> str:
+        """The object's path. ``digest`` is one this store computed or read from a checked manifest."""
         assert self._folder is not None
-        return self._folder / self.objects.key(digest)
+        base = self.__dict__.get("_objects_dir")
+        if base is None:
+            base = self.__dict__["_objects_dir"] = str(self._folder / self.objects.PREFIX)
+        return f"{base}/{digest[:2]}/{digest[2:]}"
 
     def _publish(self, tmp: Path, digest: str) -> bool:
         final = self._final(digest)
@@ -188,6 +198,93 @@ class CasDatasetStore(DatasetStore):
         return True
 
     def _ingest_small(self, src: SourceFile) -> tuple[str, bool]:
+        if src.size <= SMALL_IN_MEMORY:
+            return self._ingest_in_memory(src)
+        return self._ingest_stream(src)
+
+    def _ingest_in_memory(self, src: SourceFile) -> tuple[str, bool]:
+        """Read, check, hash; then write only a new object, from a temp file in its own folder
+        (a same-folder rename: no file-system-wide rename lock), created read-only (no chmod)."""
+        try:
+            fd = os.open(src.local, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError as exc:
+            raise InvalidValue(f"{src.local} disappeared while it was being added; nothing was recorded") from exc
+        except OSError as exc:
+            raise InvalidValue(f"cannot read {src.local}: {exc.strerror or exc}; nothing was recorded") from exc
+        try:
+            data = os.read(fd, src.size + 1)
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if len(data) != src.size or not _same_stat(src, st):
+            raise changed_while_adding(src)
+        digest = hashlib.sha256(data).hexdigest()
+        if self._have(digest):
+            return digest, False
+        final = self._final(digest)
+        if _TMPFILE_OK:
+            stored = self._write_unnamed(final, data)
+            if stored is not None:
+                return digest, stored
+        tmp = final.parent / f".{uuid.uuid4().hex}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            try:
+                fd = os.open(tmp, flags, 0o444)
+            except FileNotFoundError:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(tmp, flags, 0o444)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+            os.replace(tmp, final)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise self._write_error(src, exc) from exc
+        return digest, True
+
+    def _write_unnamed(self, final: Path, data: bytes) -> bool | None:
+        """Linux: write an unnamed file (O_TMPFILE) in the object's folder and link it in place;
+        None where the file system cannot (then the named temp file + rename is used)."""
+        global _TMPFILE_OK
+        flags = os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC
+        try:
+            for attempt in range(3):
+                try:
+                    fd = os.open(final.parent, flags, 0o444)
+                    break
+                except FileNotFoundError:
+                    if attempt == 2:
+                        raise
+                    final.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                _TMPFILE_OK = False
+                return None
+            raise
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            try:
+                # linkat(AT_SYMLINK_FOLLOW) on the /proc link: Python calls linkat (not link) when given a dir fd
+                os.link(str(fd), final, src_dir_fd=_proc_fd())
+            except FileExistsError:
+                return False  # stored meanwhile by another add
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.EPERM, errno.EXDEV):
+                    _TMPFILE_OK = False
+                    return None
+                raise
+            return True
+        finally:
+            os.close(fd)
+
+    def _ingest_stream(self, src: SourceFile) -> tuple[str, bool]:
         tmp = self._tmp()
         h = hashlib.sha256()
         fi = _open_source(src)
@@ -276,9 +373,20 @@ class CasDatasetStore(DatasetStore):
         if link not in LINK_MODES:
             raise InvalidValue(f"unknown link mode {link!r}; use one of {', '.join(LINK_MODES)}")
 
+        made: set[Path] = set()
+        no_reflink: list[bool] = []
+
         def one(entry: FileEntry) -> None:
             target = dest / entry.path
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.parent not in made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                made.add(target.parent)
+            if self._folder is not None and link in ("auto", "copy") and entry.size <= SMALL_IN_MEMORY and (
+                link == "copy" or no_reflink
+            ):
+                self._place_small(entry, target)
+                progress(entry.size, 1)
+                return
             if self._folder is None:
                 try:
                     self.objects.get_file(entry.digest, target)
@@ -287,18 +395,60 @@ class CasDatasetStore(DatasetStore):
                 except ObjectNotFound as exc:
                     raise self._missing_object(entry) from exc
             else:
-                self._place_local(entry, target, link)
+                try:
+                    self._place_local(entry, target, link, no_reflink)
+                except _ReflinkFailed:
+                    self._place_small(entry, target) if entry.size <= SMALL_IN_MEMORY else self._place_local(
+                        entry, target, "copy", no_reflink
+                    )
             progress(entry.size, 1)
 
         _map_chunked(one, entries)
 
-    def _place_local(self, entry: FileEntry, target: Path, link: str) -> None:
+    def _place_small(self, entry: FileEntry, target: Path) -> None:
+        """Copy a small object: read it whole, verify it, write it under a temp name, rename."""
+        obj = self._final(entry.digest)
+        try:
+            fd = os.open(obj, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError as exc:
+            raise self._missing_object(entry) from exc
+        try:
+            data = os.read(fd, entry.size + 1)
+        finally:
+            os.close(fd)
+        if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.digest:
+            raise self._corrupted(obj, entry)
+        tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.part"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def _place_local(self, entry: FileEntry, target: Path, link: str, no_reflink: list[bool] | None = None) -> None:
+        if link == "auto" and no_reflink:
+            link = "copy"
         obj = self._final(entry.digest)
         if not obj.is_file():
             raise self._missing_object(entry)
         tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.part"
         try:
-            if link in ("auto", "copy"):
+            if link == "auto" and no_reflink is not None:
+                try:
+                    links.reflink(obj, tmp)
+                    digest = _hash_path(obj)
+                except links.LinkUnsupported:
+                    no_reflink.append(True)  # this file system cannot: plain copies from now on
+                    raise _ReflinkFailed() from None
+            elif link in ("auto", "copy"):
                 digest = _copy_hashing(obj, tmp, try_reflink=link == "auto")
             else:
                 links.place(obj, tmp, link)
@@ -319,6 +469,19 @@ class CasDatasetStore(DatasetStore):
 
     def close(self) -> None:
         self.state.close()
+
+
+class _ReflinkFailed(Exception):
+    pass
+
+
+_PROC_FD: list[int] = []
+
+
+def _proc_fd() -> int:
+    if not _PROC_FD:
+        _PROC_FD.append(os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+    return _PROC_FD[0]
 
 
 def _hash_path(path: Path) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
@@ -32,8 +33,11 @@ def bytes_digest(data: bytes) -> str:
     return hashlib.new(ALGORITHM, data).hexdigest()
 
 
+_HEX64 = re.compile("[0-9a-f]{64}")
+
+
 def _check_digest(digest: str) -> str:
-    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+    if not isinstance(digest, str) or _HEX64.fullmatch(digest) is None:
         raise InvalidValue(f"not a sha256 hex digest: {digest!r}")
     return digest
 
