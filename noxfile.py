@@ -47,6 +47,7 @@ def plugin_dirs() -> list[Path]:
 def _install_for_tests(session: nox.Session) -> list[str]:
     """Core and every plugin with their test extras; returns the test folders."""
     session.run("bash", str(ROOT / "scripts" / "ensure-postgres.sh"), external=True)
+    session.run("bash", str(ROOT / "scripts" / "ensure-azurite.sh"), external=True)  # Azure Blob emulator (npm)
     plugins = plugin_dirs()
     editable = [arg for p in plugins for arg in ("-e", f"{p}[test]")]
     _install(session, "-e", f"{ROOT}[test,postgres]", *editable)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,12 +23,49 @@ def _pages_with_code() -> list[Path]:
     return sorted(p for p in DOCS.glob("*.md") if BLOCK.search(p.read_text()))
 
 
+SERVER = re.compile(r"<!-- docs-test: (\w+) -->")
+
+
+@contextlib.contextmanager
+def _page_servers(text: str) -> Iterator[dict[str, str]]:
+    """Loopback servers a page asks for with ``<!-- docs-test: moto -->`` / ``azurite``; their env vars."""
+    from mlops_sdk.testing import cloud_servers
+
+    env: dict[str, str] = {}
+    with contextlib.ExitStack() as stack:
+        for name in SERVER.findall(text):
+            try:
+                if name == "moto":
+                    env.update(stack.enter_context(cloud_servers.MotoServer.start()).env())
+                elif name == "azurite":
+                    env.update(stack.enter_context(cloud_servers.AzuriteServer.start()).env())
+                else:
+                    raise AssertionError(f"unknown docs-test server {name!r}")
+            except cloud_servers.ServerUnavailable as exc:
+                if os.environ.get("CI") == "true":
+                    raise
+                pytest.skip(f"{name}: {exc}")
+        yield env
+
+
 @pytest.mark.parametrize("page", _pages_with_code(), ids=lambda p: p.name)
 def test_python_blocks_run(page: Path, tmp_path: Path) -> None:
-    """Each block runs as a script, in order, in one fresh folder per page."""
+    """Each block runs as a script, in order, in one fresh folder per page.
+
+    A page about a cloud names the loopback server its examples talk to
+    (``<!-- docs-test: moto -->``); the test starts it and passes its
+    endpoint and test credentials through the environment, as a user's shell would.
+    """
+    text = page.read_text()
+    with _page_servers(text) as server_env:
+        _run_blocks(page, text, tmp_path, server_env)
+
+
+def _run_blocks(page: Path, text: str, tmp_path: Path, server_env: dict[str, str]) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
     env["MLOPS_PLUGINS"] = ""
-    for n, code in enumerate(BLOCK.findall(page.read_text())):
+    env.update(server_env)
+    for n, code in enumerate(BLOCK.findall(text)):
         script = tmp_path / f"block_{n}.py"
         first = code.lstrip().splitlines()[0]
         if first.startswith("# ") and first.endswith(".py"):  # a named module, e.g. "# train_job.py"
