@@ -114,6 +114,10 @@ class BackendError(MlopsError):
     """A backend failed; the message names the backend and the cause is chained."""
 
 
+class AuthenticationError(BackendError):
+    """A backend refused the credentials (wrong key, expired token, no permission); the message names the backend."""
+
+
 class JobError(MlopsError):
     """A compute job failed, was cancelled, or its result cannot be read."""
 
@@ -155,6 +159,7 @@ class DeploymentNotFound(NotFound):
 
 
 __all__ = [
+    "AuthenticationError",
     "AlertDeliveryError",
     "AliasNotFound",
     "ArtifactNotFound",
