@@ -159,10 +159,10 @@ class DeploymentNotFound(NotFound):
 
 
 __all__ = [
-    "AuthenticationError",
     "AlertDeliveryError",
     "AliasNotFound",
     "ArtifactNotFound",
+    "AuthenticationError",
     "BackendError",
     "CheckoutConflict",
     "ConfigError",

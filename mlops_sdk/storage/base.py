@@ -16,12 +16,18 @@ Contract (checked by ``mlops_sdk.testing.conformance``):
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+import builtins
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 if TYPE_CHECKING:
     from mlops_sdk.storage.datasets import DatasetStore
+
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Storage(abc.ABC):
@@ -64,6 +70,39 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def delete(self, key: str) -> None:
         """Remove the object; removing a missing key is not an error."""
+
+    # -- batches: optional, with defaults built on the single-key methods ----------------
+    #: Concurrent requests a batch may keep in flight. Remote storages spend their time
+    #: waiting on round trips, so many small objects go faster with many in flight.
+    batch_concurrency: int = 8
+
+    def _batch(self, fn: Callable[[T], R], items: Sequence[T]) -> builtins.list[R]:
+        if len(items) <= 1 or self.batch_concurrency <= 1:
+            return [fn(x) for x in items]
+        with ThreadPoolExecutor(min(self.batch_concurrency, len(items))) as pool:
+            return list(pool.map(fn, items))
+
+    def exists_many(self, keys: Iterable[str]) -> set[str]:
+        """The subset of ``keys`` that hold objects.
+
+        One call for many keys, so a remote backend can answer with concurrent
+        requests (or one listing) instead of one round trip at a time.
+        """
+        wanted = builtins.list(dict.fromkeys(keys))
+        found: builtins.list[bool] = self._batch(self.exists, wanted)
+        return {k for k, ok in zip(wanted, found, strict=True) if ok}
+
+    def put_files(self, items: Sequence[tuple[str, str | Path]]) -> None:
+        """``put_file`` for each ``(key, local_path)``, as a batch (each put atomic on its own).
+
+        On an error some of the objects may have been written (each whole);
+        the first error is raised once the batch is over.
+        """
+        self._batch(lambda item: self.put_file(item[0], item[1]), builtins.list(items))
+
+    def get_files(self, items: Sequence[tuple[str, str | Path]]) -> None:
+        """``get_file`` for each ``(key, local_path)``, as a batch."""
+        self._batch(lambda item: self.get_file(item[0], item[1]), builtins.list(items))
 
     def modified(self, key: str) -> float | None:
         """When the object was last written (epoch seconds), or None when the backend cannot tell.

@@ -6,7 +6,11 @@ whose size, mtime and inode are unchanged, and objects the previous version
 already references are known to be present without asking the storage. On a
 local folder, small files are hashed while they are copied (one read), large
 ones hashed first and copied only when new; each object appears by an atomic
-rename, read-only.
+rename, read-only. On any other (remote) storage, round trips are the cost:
+files are hashed locally, the storage is asked once which objects it lacks
+(:meth:`ObjectStore.present`: one listing rather than a request per file),
+and uploads and checkouts go in batches that the storage runs concurrently
+(``Storage.put_files`` / ``get_files``).
 """
 
 from __future__ import annotations
@@ -108,6 +112,8 @@ class CasDatasetStore(DatasetStore):
             (self._folder / ".tmp").mkdir(exist_ok=True)
         cached = self.state.lookup("sha256", [(str(f.local), f.size, f.mtime_ns, f.inode) for f in files])
         present = previous.digests() if previous is not None and previous.algorithm == "sha256" else set()
+        if self._folder is None:
+            return self._add_generic(files, cached, present, started_ns, progress)
         counters = {"hashed": 0, "stored": 0, "bytes": 0}
         lock = threading.Lock()  # `counters[k] += 1` is not atomic across the pool's threads
         fresh: list[tuple[str, int, int, int, str]] = []
@@ -147,27 +153,66 @@ class CasDatasetStore(DatasetStore):
         return os.path.isfile(final)
 
     def _ingest(self, src: SourceFile) -> tuple[str, bool]:
-        """Hash ``src`` and store it unless present; returns (digest, newly stored)."""
-        if self._folder is None:
-            return self._ingest_generic(src)
+        """Hash ``src`` and store it unless present; returns (digest, newly stored). Local folders only:
+        other storages add in batches (:meth:`_add_generic`)."""
         if src.size > LARGE_FILE:
             return self._ingest_large(src)
         return self._ingest_small(src)
 
-    def _ingest_generic(self, src: SourceFile) -> tuple[str, bool]:
-        digest = hash_file(src)
-        if self.objects.exists(digest):
-            return digest, False
-        key = self.objects.key(digest)
-        try:
-            self.objects.storage.put_file(key, src.local)
-        except ObjectNotFound as exc:  # the storage's word for a local file that is gone
-            raise InvalidValue(f"{src.local} disappeared while it was being added; nothing was recorded") from exc
-        with _open_source(src) as f:
-            if not _same_stat(src, os.fstat(f.fileno())):
-                self.objects.storage.delete(key)
-                raise changed_while_adding(src)
-        return digest, True
+    def _add_generic(
+        self,
+        files: Sequence[SourceFile],
+        cached: dict[str, str],
+        present: set[str],
+        started_ns: int,
+        progress: Progress,
+    ) -> AddResult:
+        """Add to a remote storage in batches: hash locally, ask the storage once which
+        objects it lacks, upload those in batches (the storage keeps many requests in
+        flight), then check that no uploaded file changed meanwhile."""
+        known = [cached.get(str(src.local)) for src in files]
+        candidates = {d for d in known if d is not None} - present
+        have = (self.objects.present(candidates) if candidates else set()) | present
+        # a digest from the stat cache whose object is not stored is hashed again before its upload
+        todo_idx = [i for i, d in enumerate(known) if d is None or d not in have]
+        for i, d in enumerate(known):
+            if d is not None and d in have:
+                progress(files[i].size, 1)
+        hashed = _map_chunked(lambda i: hash_file(files[i]), todo_idx)
+        digests: list[str] = [d or "" for d in known]
+        for i, d in zip(todo_idx, hashed, strict=True):
+            digests[i] = d
+        have |= self.objects.present(set(hashed) - have)
+        uploads: dict[str, SourceFile] = {}
+        for i in todo_idx:
+            if digests[i] in have:
+                progress(files[i].size, 1)
+            else:
+                uploads.setdefault(digests[i], files[i])
+        # the files whose digest another file of this add uploads
+        followers = [i for i in todo_idx if digests[i] not in have and uploads[digests[i]] is not files[i]]
+        for batch in _batches(list(uploads.items()), key=lambda item: item[1].size):
+            keys = [(self.objects.key(d), src.local) for d, src in batch]
+            try:
+                self.objects.storage.put_files(keys)
+            except ObjectNotFound as exc:  # the storage's word for a local file that is gone
+                raise InvalidValue(f"{exc}: a file disappeared while it was being added; nothing was recorded") from exc
+            for digest, src in batch:
+                try:
+                    st = os.stat(src.local)
+                except FileNotFoundError:
+                    st = None
+                if st is None or not _same_stat(src, st):
+                    self.objects.storage.delete(self.objects.key(digest))
+                    raise changed_while_adding(src)
+                progress(src.size, 1)
+        for i in followers:
+            progress(files[i].size, 1)
+        fresh = [(str(files[i].local), files[i].size, files[i].mtime_ns, files[i].inode, digests[i]) for i in todo_idx]
+        self.state.store("sha256", fresh, started_ns=started_ns)
+        entries = [FileEntry(src.path, src.size, d) for src, d in zip(files, digests, strict=True)]
+        stored_bytes = sum(src.size for src in uploads.values())
+        return AddResult(Manifest(entries), None, len(todo_idx), len(uploads), stored_bytes)
 
     def _tmp(self) -> Path:
         assert self._folder is not None
@@ -373,6 +418,9 @@ class CasDatasetStore(DatasetStore):
         if link not in LINK_MODES:
             raise InvalidValue(f"unknown link mode {link!r}; use one of {', '.join(LINK_MODES)}")
 
+        if self._folder is None:
+            self._materialize_generic(entries, dest, progress)
+            return
         made: set[Path] = set()
         no_reflink: list[bool] = []
 
@@ -404,6 +452,42 @@ class CasDatasetStore(DatasetStore):
             progress(entry.size, 1)
 
         _map_chunked(one, entries)
+
+    def _materialize_generic(self, entries: Sequence[FileEntry], dest: Path, progress: Progress) -> None:
+        """Download in batches (the storage keeps many requests in flight) into temporary
+        files beside their targets; each file appears by a rename once its hash is verified."""
+        made: set[Path] = set()
+        for batch in _batches(list(entries), key=lambda e: e.size):
+            items: list[tuple[FileEntry, Path, Path]] = []
+            for entry in batch:
+                target = dest / entry.path
+                if target.parent not in made:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    made.add(target.parent)
+                items.append((entry, target, target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.part"))
+            try:
+                try:
+                    self.objects.storage.get_files([(self.objects.key(e.digest), tmp) for e, _, tmp in items])
+                except ObjectNotFound as exc:
+                    have = self.objects.present({e.digest for e in batch})
+                    gone = next((e for e in batch if e.digest not in have), None)
+                    if gone is not None:
+                        raise self._missing_object(gone) from exc
+                    raise
+                hashes = _map_chunked(lambda item: _hash_path(item[2]), items)
+                for (entry, target, tmp), digest in zip(items, hashes, strict=True):
+                    if digest != entry.digest:
+                        raise IntegrityError(
+                            f"file {entry.path!r}: object {self.objects.key(entry.digest)} in {self.uri} is corrupted: "
+                            "its content does not match its hash; run `mlops verify`"
+                        )
+                    os.chmod(tmp, 0o644)
+                    os.replace(tmp, target)
+                    progress(entry.size, 1)
+            finally:
+                for _, _, tmp in items:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)
 
     def _place_small(self, entry: FileEntry, target: Path) -> None:
         """Copy a small object: read it whole, verify it, write it under a temp name, rename."""
@@ -465,6 +549,9 @@ class CasDatasetStore(DatasetStore):
                 os.unlink(tmp)
 
     def missing(self, manifest: Manifest, *, source: dict[str, Any] | None = None) -> list[FileEntry]:
+        if self._folder is None:
+            have = self.objects.present({e.digest for e in manifest})
+            return [e for e in manifest if e.digest not in have]
         return [e for e in manifest if not self.objects.exists(e.digest)]
 
     def close(self) -> None:
@@ -508,6 +595,24 @@ def _copy_hashing(src: Path, dst: Path, *, try_reflink: bool) -> str:
 def _chunks(f: BinaryIO) -> Iterator[bytes]:
     while chunk := f.read(_BUF):
         yield chunk
+
+
+#: A batch of remote transfers: at most this many files or bytes, so progress moves and memory stays bounded.
+BATCH_FILES = 512
+BATCH_BYTES = 256 << 20
+
+
+def _batches(items: list[T], *, key: Callable[[T], int]) -> Iterator[list[T]]:
+    batch: list[T] = []
+    size = 0
+    for item in items:
+        if batch and (len(batch) >= BATCH_FILES or size + key(item) > BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += key(item)
+    if batch:
+        yield batch
 
 
 def _map_chunked(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:

@@ -22,6 +22,8 @@ from mlops_sdk.storage.base import Storage
 from mlops_sdk.validation import validate_relpath
 
 TMP_PREFIX = ".tmp"
+#: Requests a batch (``exists_many``, ``put_files``, ``get_files``) keeps in flight on an async (remote) file system.
+REMOTE_BATCH_CONCURRENCY = 32
 
 
 class FsspecStorage(Storage):
@@ -31,6 +33,10 @@ class FsspecStorage(Storage):
         self.fs = fs
         self.root = root.rstrip("/")
         self.uri = uri
+        if getattr(fs, "async_impl", False):
+            # a remote object store (s3fs, adlfs, gcsfs...): its calls wait on round trips, which
+            # overlap on the file system's event loop, so batches keep many of them in flight
+            self.batch_concurrency = REMOTE_BATCH_CONCURRENCY
 
     def _path(self, key: str) -> str:
         validate_relpath("storage key", key)
@@ -115,8 +121,10 @@ class FsspecStorage(Storage):
         return int(info["size"])
 
     def list(self, prefix: str = "") -> Iterator[str]:
+        # list only the folder the prefix lies in (``objects/`` of a big workspace, not all of it)
+        folder = f"{self.root}/{prefix.rsplit('/', 1)[0]}" if "/" in prefix else self.root
         try:
-            found = self.fs.find(self.root, withdirs=False)
+            found = self.fs.find(folder, withdirs=False)
         except FileNotFoundError:
             return
         base = str(self.fs._strip_protocol(self.root)).rstrip("/") + "/"

@@ -9,18 +9,23 @@ they are never returned.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from mlops_sdk.errors import IntegrityError, InvalidValue, ObjectNotFound
 from mlops_sdk.storage.base import Storage
 
 ALGORITHM = "sha256"
 _CHUNK = 1 << 20
+_SPOOL = 8 << 20  # an opened object is kept in memory up to this size, in a temporary file beyond
+#: From this many digests on, :meth:`ObjectStore.present` lists the objects instead of asking for each.
+LIST_FROM = 64
+#: ...but gives up listing (and asks for each) after this many listed keys per wanted digest.
+LIST_BUDGET = 200
 
 
 def file_digest(path: str | Path) -> str:
@@ -77,6 +82,31 @@ class ObjectStore:
     def exists(self, digest: str) -> bool:
         return self.storage.exists(self.key(digest))
 
+    def present(self, digests: Iterable[str]) -> set[str]:
+        """The subset of ``digests`` whose objects are stored, in few round trips.
+
+        Many digests: one listing of ``objects/`` (a thousand keys per request
+        on object stores) beats a request per object, unless the store holds
+        far more objects than are asked about; past a budget of listed keys
+        it falls back to :meth:`Storage.exists_many` (concurrent requests).
+        """
+        wanted = {_check_digest(d) for d in digests}
+        if not wanted:
+            return set()
+        if len(wanted) >= LIST_FROM:
+            budget = LIST_BUDGET * len(wanted)
+            found: set[str] = set()
+            for n, key in enumerate(self.storage.list(f"{self.PREFIX}/")):
+                if n >= budget:
+                    break
+                parts = key.split("/")
+                if len(parts) == 3 and parts[1] + parts[2] in wanted:
+                    found.add(parts[1] + parts[2])
+            else:
+                return found
+        keys = {self.key(d): d for d in wanted}
+        return {keys[k] for k in self.storage.exists_many(keys)}
+
     def get_bytes(self, digest: str) -> bytes:
         key = self.key(digest)
         data = self.storage.get_bytes(key)
@@ -85,8 +115,26 @@ class ObjectStore:
         return data
 
     def open(self, digest: str) -> BinaryIO:
-        """The object's bytes as a file, verified before it is returned."""
-        return io.BytesIO(self.get_bytes(digest))
+        """The object's bytes as a file, verified before it is returned.
+
+        Streamed into a spooled temporary file (in memory up to a few MiB, on
+        disk beyond), so a large object never has to fit in memory.
+        """
+        key = self.key(digest)
+        out = tempfile.SpooledTemporaryFile(max_size=_SPOOL)  # noqa: SIM115 - returned to the caller
+        try:
+            h = hashlib.new(ALGORITHM)
+            with self.storage.open(key) as f:
+                while chunk := f.read(_CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+            if h.hexdigest() != digest:
+                raise IntegrityError(f"object {key} in {self.storage.uri} is corrupted: its content does not match its hash")
+            out.seek(0)
+        except BaseException:
+            out.close()
+            raise
+        return cast(BinaryIO, out)
 
     def get_file(self, digest: str, dest: str | Path) -> None:
         """Copy an object to ``dest``; the file appears only once its hash is verified."""

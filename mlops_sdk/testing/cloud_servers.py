@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -85,7 +86,11 @@ class _Process:
 
     def close(self) -> None:
         if self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.send_signal(signal.SIGINT)  # Azurite ignores SIGTERM but closes at once on SIGINT
+            try:
+                self.proc.wait(2)
+            except subprocess.TimeoutExpired:
+                self.proc.terminate()
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
@@ -107,7 +112,10 @@ class MotoServer(_Process):
     REGION = "us-east-1"
 
     @classmethod
-    def start(cls, *, port: int | None = None, env: dict[str, str] | None = None) -> MotoServer:
+    def start(
+        cls, *, port: int | None = None, env: dict[str, str] | None = None, module: str = "moto.server"
+    ) -> MotoServer:
+        """Start moto's server; ``module`` is what ``python -m`` runs (a wrapper that extends moto, say)."""
         try:
             import moto.server  # noqa: F401
         except ImportError as exc:
@@ -118,7 +126,7 @@ class MotoServer(_Process):
         child_env = {**os.environ, **(env or {})}
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
+                [sys.executable, "-m", module, "-H", HOST, "-p", str(port)],
                 stdout=out, stderr=subprocess.STDOUT, env=child_env, start_new_session=True,
             )
         server = cls(proc, port, log, workdir)
@@ -174,19 +182,23 @@ class AzuriteServer(_Process):
 
     @classmethod
     def start(cls, location: str | Path | None = None, *, port: int | None = None) -> AzuriteServer:
+        """Start Azurite's Blob service; data in memory, or in ``location`` when given (kept on close)."""
         program = find_azurite()
         if shutil.which("node") is None:
             raise ServerUnavailable("Azurite needs Node.js ('node' is not on PATH)")
         port = port or free_port()
         workdir = Path(tempfile.mkdtemp(prefix="mlops-azurite-"))
-        data = Path(location) if location is not None else workdir / "data"
-        data.mkdir(parents=True, exist_ok=True)
+        if location is not None:
+            Path(location).mkdir(parents=True, exist_ok=True)
+            persistence = ["--location", str(location)]
+        else:
+            persistence = ["--inMemoryPersistence"]  # Azurite refuses it together with --location
         log = workdir / "azurite.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 [
-                    str(program), "--blobHost", HOST, "--blobPort", str(port), "--location", str(data),
-                    "--skipApiVersionCheck", "--disableProductStyleUrl", "--inMemoryPersistence",
+                    str(program), "--blobHost", HOST, "--blobPort", str(port), *persistence,
+                    "--skipApiVersionCheck", "--disableProductStyleUrl",
                 ],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )

@@ -35,7 +35,7 @@ class _Cut(Exception):
 
 
 def _read_head(f: Any) -> bytes | None:
-    lines = []
+    lines: list[bytes] = []
     while True:
         line = f.readline(65537)
         if not line:
