@@ -12,7 +12,7 @@ import os
 import re
 import sys
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,23 +70,36 @@ def _number(key: str, value: object, *, zero_ok: bool) -> float | int:
     return value
 
 
-def validate_resources(resources: Mapping[str, Any]) -> dict[str, Any]:
+def validate_resources(resources: Mapping[str, Any], backend_keys: Collection[str] = ()) -> dict[str, Any]:
     """Check a ``resources`` mapping and normalise it: ``memory`` in bytes, ``timeout`` in seconds.
 
     Keys: ``cpus`` (> 0), ``gpus`` (>= 0), ``memory`` (bytes or ``"512MB"``),
     ``timeout`` (seconds > 0, or ``"90s"``, ``"10m"``, ``"2h"``). Whether the machine can provide them is the
-    compute backend's check.
+    compute backend's check. A backend may accept more keys (SageMaker's
+    ``instance_type``, ``inputs``…) by listing them in its ``resource_keys``
+    attribute; those pass through unchanged if they are JSON values, and the
+    backend's ``check_resources`` validates them.
     """
     if not isinstance(resources, Mapping):
         raise InvalidValue(f"resources must be a dict, got {type(resources).__name__}")
-    unknown = sorted(str(k) for k in resources if k not in RESOURCE_KEYS)
+    extra = frozenset(backend_keys) - frozenset(RESOURCE_KEYS)
+    unknown = sorted(str(k) for k in resources if k not in RESOURCE_KEYS and k not in extra)
     if unknown:
-        raise InvalidValue(f"unknown resource {', '.join(map(repr, unknown))}: use {', '.join(RESOURCE_KEYS)}")
+        known = [*RESOURCE_KEYS, *sorted(extra)]
+        raise InvalidValue(
+            f"unknown resource {', '.join(map(repr, unknown))}: this compute backend takes {', '.join(known)}"
+        )
     out: dict[str, Any] = {}
     for key, value in resources.items():
         if value is None:
             continue
-        if key == "memory":
+        if key in extra:
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise InvalidValue(f"resources[{key!r}] must be a JSON value: {exc}") from exc
+            out[key] = value
+        elif key == "memory":
             out[key] = parse_memory(value)
         elif key == "timeout":
             out[key] = parse_duration(value)
@@ -186,7 +199,8 @@ def submit(
         json.dumps(dict(params), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidValue(f"job params must be JSON values: {exc}") from exc
-    checked = validate_resources(resources)
+    backend = compute if compute is not None else workspace.compute
+    checked = validate_resources(resources, getattr(backend, "resource_keys", ()))
     ref = function_ref(fn)
     parent_id = _parent_id(workspace, parent)
     if experiment is None:
@@ -195,7 +209,6 @@ def submit(
             if parent_id is not None
             else "jobs"
         )
-    backend = compute if compute is not None else workspace.compute
     check = getattr(backend, "check_resources", None)
     if check is not None:
         check(checked)

@@ -394,7 +394,6 @@ def run_sweep(
     seed = secrets.randbits(32) if seed is None else seed
     sampler_name, suggester = _make_sampler(grid, space, n_trials, sampler, mode, seed)
     ref = function_ref(fn)  # refuse lambdas before anything is recorded
-    checked = validate_resources(resources or {})
     if isinstance(compute, str):
         from mlops_sdk.plugins import create_backend
 
@@ -405,6 +404,7 @@ def run_sweep(
         backend = compute
     else:
         raise InvalidValue(f"compute must be a backend URI or a ComputeBackend, got {type(compute).__name__}")
+    checked = validate_resources(resources or {}, getattr(backend, "resource_keys", ()))
     check = getattr(backend, "check_resources", None)
     if check is not None:
         check(checked)

@@ -412,3 +412,19 @@ def test_submit_with_parent_nests_the_jobs_run(workspace: mlops.Workspace, jobs_
         workspace.submit(jobs_module.train, params={"lr": 0.1}, parent="no-such-run")
     with pytest.raises(InvalidValue, match="parent"):
         workspace.submit(jobs_module.train, params={"lr": 0.1}, parent=42)  # type: ignore[arg-type]
+
+
+def test_a_backend_may_accept_its_own_resource_keys() -> None:
+    from mlops_sdk.job import validate_resources
+
+    with pytest.raises(InvalidValue, match="unknown resource 'instance_type'"):
+        validate_resources({"instance_type": "ml.m5.large"})
+    checked = validate_resources(
+        {"instance_type": "ml.m5.large", "inputs": {"train": "s3://b/t/"}, "timeout": "10m"},
+        backend_keys=("instance_type", "inputs"),
+    )
+    assert checked == {"instance_type": "ml.m5.large", "inputs": {"train": "s3://b/t/"}, "timeout": 600}
+    with pytest.raises(InvalidValue, match="must be a JSON value"):
+        validate_resources({"inputs": {"train": object()}}, backend_keys=("inputs",))
+    with pytest.raises(InvalidValue, match="this compute backend takes cpus, gpus, memory, timeout, inputs"):
+        validate_resources({"bogus": 1}, backend_keys=("inputs",))
