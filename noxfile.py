@@ -100,6 +100,13 @@ def bench(session: nox.Session) -> None:
     session.run("python", str(ROOT / "bench" / "model_bench.py"), "--out", str(out / "models.json"), *quick)
     _install(session, "dvc>=3.50")  # the dataset benchmark's peer; like MLflow, installed here only
     session.run("python", str(ROOT / "bench" / "data_bench.py"), "--out", str(out / "data.json"), *quick)
+    # Cloud storage vs DVC and the provider SDKs, on loopback servers: moto (S3) and Azurite (Azure Blob).
+    # DVC's remotes (dvc-s3, dvc-azure) and the servers are installed here only; the plugins editable from plugins/.
+    session.run("bash", str(ROOT / "scripts" / "ensure-azurite.sh"), external=True)  # Azure Blob emulator (npm)
+    clouds = [ROOT / "plugins" / name for name in ("mlops-sdk-s3", "mlops-sdk-azure")]
+    editable = [arg for p in clouds if (p / "pyproject.toml").is_file() for arg in ("-e", str(p))]
+    _install(session, "dvc-s3", "dvc-azure", "moto[server]", "boto3", "azure-storage-blob", *editable)
+    session.run("python", str(ROOT / "bench" / "cloud_bench.py"), "--out", str(out / "cloud.json"), *quick)
     ray = ROOT / "plugins" / "mlops-sdk-ray"  # jobs on ray://local too, when the plugin is in the tree
     ray_args = ["--ray"] if (ray / "pyproject.toml").is_file() else []
     if ray_args:
