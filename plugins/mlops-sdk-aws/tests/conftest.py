@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 from aws_testutil import IMAGE, ROLE, aws
-from mlops_sdk.plugins import reset_plugin_manager
 from mlops_sdk.testing.cloud_servers import MotoServer, ServerUnavailable, environ
+from mlops_sdk.testing.isolation import isolated
 
 from mlops_sdk_aws.moto_server import SageMakerMotoServer
 
@@ -37,24 +37,14 @@ def moto() -> Iterator[MotoServer]:
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, moto: MotoServer) -> Iterator[None]:
     """Built-ins, s3 and aws plugins only; AWS variables at the moto server; no user AWS config."""
-    monkeypatch.setenv("MLOPS_PLUGINS", "s3,aws")
-    for key in ("TRACKING", "STORAGE", "COMPUTE", "DEPLOY", "FLUSH_INTERVAL"):
-        monkeypatch.delenv(f"MLOPS_{key}", raising=False)
     for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SAGEMAKER"):
         monkeypatch.delenv(key, raising=False)
     for key, value in moto.env().items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-    reset_plugin_manager()
-    yield
-    from mlops_sdk.fluent import set_workspace
-    from mlops_sdk.run import active_runs
-
-    for active in reversed(active_runs()):
-        active.end("KILLED")
-    set_workspace(None)
-    reset_plugin_manager()
+    with isolated(monkeypatch, plugins="s3,aws"):
+        yield
 
 
 @pytest.fixture

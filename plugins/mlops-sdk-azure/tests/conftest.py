@@ -19,8 +19,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from mlops_sdk.plugins import reset_plugin_manager
 from mlops_sdk.testing.cloud_servers import AzuriteServer, ServerUnavailable
+from mlops_sdk.testing.isolation import isolated
 
 
 @pytest.fixture(scope="session")
@@ -39,19 +39,11 @@ def azurite() -> Iterator[AzuriteServer]:
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Built-ins and this plugin only; no Azure or mlops settings from the environment."""
-    monkeypatch.setenv("MLOPS_PLUGINS", "azure")
     for key in list(os.environ):
-        if key.startswith(("AZURE_", "MLOPS_")) and key != "MLOPS_PLUGINS" and key != "MLOPS_AZURITE":
+        if key.startswith("AZURE_"):
             monkeypatch.delenv(key)
-    reset_plugin_manager()
-    yield
-    from mlops_sdk.fluent import set_workspace
-    from mlops_sdk.run import active_runs
-
-    for active in reversed(active_runs()):
-        active.end("KILLED")
-    set_workspace(None)
-    reset_plugin_manager()
+    with isolated(monkeypatch, plugins="azure"):
+        yield
 
 
 @pytest.fixture

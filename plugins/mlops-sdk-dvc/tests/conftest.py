@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from dvc_testutil import Project, quiet_tools, run, write_tree
-from mlops_sdk.plugins import reset_plugin_manager
+from mlops_sdk.testing.isolation import isolated
 
 SLOW = {"test_random_trees_round_trip"}  # hypothesis: many adds, each a DVC add + push + git commit
 
@@ -35,19 +35,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Built-ins and this plugin only; no user Git/DVC configuration; no analytics."""
-    monkeypatch.setenv("MLOPS_PLUGINS", "dvc")
-    for key in ("TRACKING", "STORAGE", "COMPUTE", "DEPLOY", "FLUSH_INTERVAL"):
-        monkeypatch.delenv(f"MLOPS_{key}", raising=False)
     quiet_tools(monkeypatch, tmp_path_factory.getbasetemp())
-    reset_plugin_manager()
-    yield
-    from mlops_sdk.fluent import set_workspace
-    from mlops_sdk.run import active_runs
-
-    for active in reversed(active_runs()):
-        active.end("KILLED")
-    set_workspace(None)
-    reset_plugin_manager()
+    with isolated(monkeypatch, plugins="dvc"):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -295,3 +296,33 @@ __all__ = [
     "translate",
     "validate_name",
 ]
+
+
+class SageMakerBackend:
+    """What the SageMaker compute and deployer share: the parsed URI, one boto3 session, its clients, the S3 storage."""
+
+    kind = "compute"  # or "deployer": names the backend in errors
+
+    def __init__(self, uri: str, *, root: Path | str = ".") -> None:
+        self.uri = uri
+        self.root = Path(root)
+        self.target = parse_uri(uri)
+        self.who = f"{self.kind} {self.target.label}"
+        self._session: Any = None
+        self._clients: dict[str, Any] = {}
+        self._storage: Any = None
+
+    @property
+    def storage(self) -> Any:
+        """The ``s3://`` storage at the URI's bucket (mlops-sdk-s3)."""
+        if self._storage is None:
+            self.target.require(f"sagemaker {self.kind}", "bucket")
+            self._storage = open_storage(self.target, self.who)
+        return self._storage
+
+    def _client(self, service: str) -> Any:
+        if service not in self._clients:
+            if self._session is None:
+                self._session = session(self.target)
+            self._clients[service] = client(self._session, service)
+        return self._clients[service]

@@ -51,14 +51,11 @@ from mlops_sdk.errors import BackendError, InvalidValue, JobError, ObjectNotFoun
 from mlops_sdk_aws.common import (
     MANAGED_BY,
     TAG_MANAGED,
+    SageMakerBackend,
     Target,
     check_image,
     check_instance_type,
-    client,
     is_missing,
-    open_storage,
-    parse_uri,
-    session,
     translate,
     validate_name,
 )
@@ -297,35 +294,16 @@ def _code(exc: BaseException) -> str:
     return error_code(exc)
 
 
-class SageMakerCompute(ComputeBackend):
+class SageMakerCompute(SageMakerBackend, ComputeBackend):
     """Runs each job as a SageMaker training job (see the module doc for the request it sends)."""
 
     #: the resource keys ``ws.submit`` accepts for this backend (besides the core ones)
     resource_keys = RESOURCE_KEYS
 
+    kind = "compute"
+
     def __init__(self, uri: str, *, root: Path | str = ".", **_: Any) -> None:
-        self.uri = uri
-        self.root = Path(root)
-        self.target = parse_uri(uri)
-        self.who = f"compute {self.target.label}"
-        self._session: Any = None
-        self._clients: dict[str, Any] = {}
-        self._storage: Any = None
-
-    @property
-    def storage(self) -> Any:
-        """The ``s3://`` storage at the URI's bucket (mlops-sdk-s3)."""
-        if self._storage is None:
-            self.target.require("sagemaker compute", "bucket")
-            self._storage = open_storage(self.target, self.who)
-        return self._storage
-
-    def _client(self, service: str) -> Any:
-        if service not in self._clients:
-            if self._session is None:
-                self._session = session(self.target)
-            self._clients[service] = client(self._session, service)
-        return self._clients[service]
+        super().__init__(uri, root=root)
 
     def _call(self, what: str, method: str, **kwargs: Any) -> Any:
         try:

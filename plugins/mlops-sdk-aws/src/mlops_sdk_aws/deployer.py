@@ -63,15 +63,12 @@ from mlops_sdk.errors import (
 from mlops_sdk_aws.common import (
     MANAGED_BY,
     TAG_MANAGED,
+    SageMakerBackend,
     Target,
     check_image,
     check_instance_type,
-    client,
     error_code,
     is_missing,
-    open_storage,
-    parse_uri,
-    session,
     translate,
     validate_name,
 )
@@ -176,34 +173,14 @@ def _tags(items: Sequence[Mapping[str, str]] | None) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in items or []}
 
 
-class SageMakerDeployer(Deployer):
+class SageMakerDeployer(SageMakerBackend, Deployer):
     """Deployments as SageMaker endpoints (see the module doc)."""
 
+    kind = "deployer"
+
     def __init__(self, uri: str, *, root: Path | str = ".", env: Mapping[str, str] | None = None, **_: Any) -> None:
-        self.uri = uri
-        self.root = Path(root)
+        super().__init__(uri, root=root)
         self.env = dict(env or {})
-        self.target = parse_uri(uri)
-        self.who = f"deployer {self.target.label}"
-        self._session: Any = None
-        self._clients: dict[str, Any] = {}
-        self._storage: Any = None
-
-    # -- plumbing --------------------------------------------------------------------------------
-    @property
-    def storage(self) -> Any:
-        """The ``s3://`` storage at the URI's bucket (mlops-sdk-s3)."""
-        if self._storage is None:
-            self.target.require("sagemaker deployer", "bucket")
-            self._storage = open_storage(self.target, self.who)
-        return self._storage
-
-    def _client(self, service: str) -> Any:
-        if service not in self._clients:
-            if self._session is None:
-                self._session = session(self.target)
-            self._clients[service] = client(self._session, service)
-        return self._clients[service]
 
     def _call(self, name: str, what: str, method: str, service: str = "sagemaker", **kwargs: Any) -> Any:
         """One API call; unknown resources → ``DeploymentNotFound``, refused credentials → ``AuthenticationError``."""
