@@ -61,6 +61,14 @@ def _same_stat(src: SourceFile, st: os.stat_result) -> bool:
     return st.st_size == src.size and st.st_mtime_ns == src.mtime_ns
 
 
+def _unchanged(src: SourceFile) -> bool:
+    """Whether a file still has the size and mtime it was scanned with (a missing file has changed)."""
+    try:
+        return _same_stat(src, os.stat(src.local))
+    except OSError:
+        return False
+
+
 def _open_source(src: SourceFile) -> io.BufferedReader:
     """Open a file being added; a file gone or unreadable since the scan is the caller's error, not the store's."""
     try:
@@ -193,18 +201,26 @@ class CasDatasetStore(DatasetStore):
         followers = [i for i in todo_idx if digests[i] not in have and uploads[digests[i]] is not files[i]]
         for batch in _batches(list(uploads.items()), key=lambda item: item[1].size):
             keys = [(self.objects.key(d), src.local) for d, src in batch]
+            failure: BaseException | None = None
             try:
                 self.objects.storage.put_files(keys)
-            except ObjectNotFound as exc:  # the storage's word for a local file that is gone
-                raise InvalidValue(f"{exc}: a file disappeared while it was being added; nothing was recorded") from exc
-            for digest, src in batch:
-                try:
-                    st = os.stat(src.local)
-                except FileNotFoundError:
-                    st = None
-                if st is None or not _same_stat(src, st):
+            except BaseException as exc:  # re-raised below, once the whole batch is checked
+                failure = exc
+            # Every file of the batch is checked, also when the upload failed part-way: an object
+            # uploaded from a file that changed meanwhile may not hold its digest's bytes, so it goes.
+            changed = [(digest, src) for digest, src in batch if not _unchanged(src)]
+            for digest, _src in changed:
+                with contextlib.suppress(Exception):
                     self.objects.storage.delete(self.objects.key(digest))
-                    raise changed_while_adding(src)
+            if changed:
+                raise changed_while_adding(changed[0][1]) from failure
+            if isinstance(failure, ObjectNotFound):  # the storage's word for a local file that is gone
+                raise InvalidValue(
+                    f"{failure}: a file disappeared while it was being added; nothing was recorded"
+                ) from failure
+            if failure is not None:
+                raise failure
+            for _digest, src in batch:
                 progress(src.size, 1)
         for i in followers:
             progress(files[i].size, 1)
