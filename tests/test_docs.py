@@ -37,6 +37,8 @@ def _page_servers(text: str) -> Iterator[dict[str, str]]:
             try:
                 if name == "moto":
                     env.update(stack.enter_context(cloud_servers.MotoServer.start()).env())
+                    # nothing of the developer's own AWS setup: its endpoints or profiles would win
+                    env.update(AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
                 elif name == "azurite":
                     env.update(stack.enter_context(cloud_servers.AzuriteServer.start()).env())
                 else:
@@ -63,6 +65,8 @@ def test_python_blocks_run(page: Path, tmp_path: Path) -> None:
 
 def _run_blocks(page: Path, text: str, tmp_path: Path, server_env: dict[str, str]) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
+    if server_env:  # a cloud page: only the loopback server's settings, none of the shell's
+        env = {k: v for k, v in env.items() if not k.startswith(("AWS_", "AZURE_"))}
     env["MLOPS_PLUGINS"] = ""
     env.update(server_env)
     for n, code in enumerate(BLOCK.findall(text)):

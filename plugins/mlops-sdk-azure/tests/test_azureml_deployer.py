@@ -265,3 +265,18 @@ def test_render_sends_nothing(deployer: AzureMLDeployer, transport: RecordedTran
     assert bodies["environment"]["image"] == "mlopsreg.azurecr.io/iris:2"
     assert bodies["model"]["path"] == "azureml://datastores/workspaceblobstore/paths/mlops-models/iris/2/"
     assert transport.requests == []
+
+
+def test_a_deploy_failing_any_other_way_leaves_nothing_either(
+    deployer: AzureMLDeployer, transport: RecordedTransport
+) -> None:
+    """A token that expires while ``blue`` is created is not a DeploymentError, but nothing may stay billed."""
+    transport.respond("PUT", r"/deployments/blue$", [{"status": 401, "body": {
+        "error": {"code": "ExpiredAuthenticationToken", "message": "The access token expired."}}}], times=1)
+    with pytest.raises(AuthenticationError, match="azureml deployer"):
+        deployer.deploy(NAME, "models:/iris/1", UPLOADED)
+    assert traffic_puts(transport) == []
+    (delete,) = transport.sent("DELETE")
+    assert delete.resource == f"onlineEndpoints/{NAME}"
+    with pytest.raises(DeploymentNotFound):
+        deployer.status(NAME)

@@ -348,14 +348,16 @@ class AzureMLDeployer(Deployer):
         rendered.deployment.model = registered
         poller = self._call(name, "create the endpoint", client.online_endpoints.begin_create_or_update,
                             rendered.endpoint)
-        self._call(name, "create the endpoint", poller.result)
         try:
+            self._call(name, "create the endpoint", poller.result)
             self._provision(name, rendered.deployment)
-        except DeploymentError:
-            with contextlib.suppress(Exception):  # the contract: a failed deploy leaves nothing running
+            self._set_traffic(name, {COLOURS[0]: 100})
+        except BaseException:
+            # the contract: a failed deploy leaves nothing running (nor billed), whatever failed,
+            # a refused token or Ctrl-C included
+            with contextlib.suppress(Exception):
                 self.stop(name)
             raise
-        self._set_traffic(name, {COLOURS[0]: 100})
         return self.status(name)
 
     def _live(self, name: str) -> tuple[Any, dict[str, Any], str]:

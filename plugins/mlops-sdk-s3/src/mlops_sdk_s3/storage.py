@@ -229,7 +229,11 @@ class S3Storage(FsspecStorage):
             code, _ = _error_code(exc)
             if code in ("404", "NoSuchBucket", "NotFound"):
                 raise self._no_bucket() from exc
-            raise self._translate(exc, "check the bucket") from exc
+            if code not in ("403", "Forbidden", "AccessDenied"):
+                raise self._translate(exc, "check the bucket") from exc
+            # 403: the identity may not call HeadBucket (a policy granting s3:ListBucket only under
+            # the prefix), yet may use its objects. A missing bucket answers 404 whatever the
+            # permissions, so go on; bad credentials fail the next call with a clear error.
         self._bucket_checked = True
         return True
 
@@ -479,8 +483,14 @@ class S3Storage(FsspecStorage):
         return results  # type: ignore[return-value]  # no exceptions left: all T
 
     def close(self) -> None:
+        """Abort what a failed upload left, then release the connection pool (made again if used after)."""
         with contextlib.suppress(Exception):
             self._retry_aborts()
+        client = getattr(self.fs, "_s3", None)
+        if client is not None:
+            with contextlib.suppress(Exception):
+                type(self.fs).close_session(self.fs.loop, client)
+            self.fs._s3 = None
 
 
 class _BodyReader(io.RawIOBase):
