@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from azure_testutil import blob_names
+from azure_testutil import FAST, blob_names
 from mlops_sdk.errors import BackendError
 from mlops_sdk.testing.cloud_servers import AzuriteServer, connection_string
 from mlops_sdk.testing.fault_proxy import FaultProxy
@@ -111,3 +111,22 @@ def test_network_down_is_a_backend_error_naming_the_storage(container: str, prox
     proxy.restore()
     assert st.get_bytes("k") == b"v"
     st.close()
+
+
+def test_listing_goes_page_by_page(container: str, proxy: FaultProxy) -> None:
+    """Every key comes back across pages; a caller that stops early asks the service for no more pages."""
+    st = AzureBlobStorage(f"az://{container}/p?{FAST}")
+    st.list_page_size = 3
+    keys = [f"objects/{i:02d}" for i in range(10)]
+    for k in keys:
+        st.put_bytes(k, k.encode())
+    st.put_bytes("other/x", b"x")
+    assert sorted(st.list("objects/")) == keys
+    before = proxy.requests
+    assert sorted(st.list("objects/")) == keys
+    assert proxy.requests - before == 4  # 10 keys, 3 per page
+    before = proxy.requests
+    assert next(iter(st.list("objects/"))) == "objects/00"
+    assert proxy.requests - before == 1  # stopping after the first key costs one request, not four
+    st.close()
+

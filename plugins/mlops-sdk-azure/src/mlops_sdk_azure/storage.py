@@ -409,25 +409,39 @@ class AzureBlobStorage(FsspecStorage):
         raw = _BlobReader(self, key, int(props.size), props.etag)
         return io.BufferedReader(raw, buffer_size=min(max(int(props.size), 1), self.block_size))
 
+    #: names per listing request (the service's maximum is 5,000)
+    list_page_size = 5000
+
     def list(self, prefix: str = "") -> Iterator[str]:
+        """Keys under ``prefix``, one service page at a time: a caller that stops early
+        (``ObjectStore.present`` on a huge container) never lists the rest."""
         start = f"{self.prefix}{prefix}"
 
-        async def go() -> list[str]:
-            names = []
-            async for item in self._container_client.list_blobs(name_starts_with=start or None, include=["metadata"]):
-                if not _is_directory_marker(item.metadata):
-                    names.append(item.name)
-            return names
+        async def page(token: str | None) -> tuple[list[str], str | None]:
+            pages = self._container_client.list_blobs(
+                name_starts_with=start or None, include=["metadata"], results_per_page=self.list_page_size
+            ).by_page(continuation_token=token)
+            names: list[str] = []
+            async for blob_page in pages:  # only the first page: the loop returns inside
+                async for item in blob_page:
+                    if not _is_directory_marker(item.metadata):
+                        names.append(item.name)
+                return names, pages.continuation_token
+            return names, None
 
-        try:
-            names = self._run(go)
-        except Exception as exc:
-            raise self._error(exc, f"list {prefix!r}") from exc
         cut = len(self.prefix)
-        for name in names:
-            key = name[cut:]
-            if key and not key.startswith(f"{TMP_PREFIX}/"):
-                yield key
+        token: str | None = None
+        while True:
+            try:
+                names, token = self._run(page, token)
+            except Exception as exc:
+                raise self._error(exc, f"list {prefix!r}") from exc
+            for name in names:
+                key = name[cut:]
+                if key and not key.startswith(f"{TMP_PREFIX}/"):
+                    yield key
+            if not token:
+                return
 
     def close(self) -> None:
         """Close the HTTP session (and the identity's token cache, when one is used)."""
