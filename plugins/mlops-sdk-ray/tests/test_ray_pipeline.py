@@ -28,7 +28,9 @@ COMPUTE = "ray://local?num_cpus=2"  # joins the session's instance (conftest.RAY
 def example(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """``examples/pipeline_example.py`` imported by module name (Ray workers import it the same way)."""
     if not (EXAMPLES / "pipeline_example.py").is_file():
-        pytest.skip(f"no {EXAMPLES / 'pipeline_example.py'} (the plugin is tested outside the mlops-sdk checkout)")
+        pytest.skip(
+            f"no {EXAMPLES / 'pipeline_example.py'} (the plugin is tested outside the mlops-sdk checkout)"
+        )
     monkeypatch.syspath_prepend(str(EXAMPLES))
     return importlib.import_module("pipeline_example")
 
@@ -53,7 +55,10 @@ def test_example_pipeline_on_local_ray(workspace: Any, example: ModuleType) -> N
         assert run.tags["mlops.step"] == name and run.tags["mlops.job_id"]  # each step was a job
         # ...in a Ray worker process, not this one
         command = run.context["command"]
-        assert os.path.basename(command["argv"][0]) == "default_worker.py" and command["pid"] != os.getpid()
+        assert (
+            os.path.basename(command["argv"][0]) == "default_worker.py"
+            and command["pid"] != os.getpid()
+        )
     assert "test accuracy" in first.steps["evaluate"].logs
     assert step_runs["train"].params == {"C": 1.0, "max_iter": 1000}
     assert "train_accuracy" in step_runs["train"].metrics
@@ -62,16 +67,24 @@ def test_example_pipeline_on_local_ray(workspace: Any, example: ModuleType) -> N
     assert mv.name == "iris-clf" and mv.metrics["test_accuracy"] > 0.8
     lineage = mv.lineage()
     dsv = first.steps["prepare"].output
-    assert [(d.name, d.version) for d in lineage.datasets] == [(dsv.name, dsv.version)] == [("iris", 1)]
+    assert (
+        [(d.name, d.version) for d in lineage.datasets]
+        == [(dsv.name, dsv.version)]
+        == [("iris", 1)]
+    )
     assert lineage.run is not None and lineage.run.id == first.steps["register"].run_id
 
     t0 = time.perf_counter()
     again = example.pipe.run(compute=COMPUTE, workspace=workspace)
     t_again = time.perf_counter() - t0
-    print(f"\nexample pipeline on {COMPUTE}: first run {t_first:.2f} s, fully cached re-run {t_again:.3f} s")
+    print(
+        f"\nexample pipeline on {COMPUTE}: first run {t_first:.2f} s, fully cached re-run {t_again:.3f} s"
+    )
 
     assert _statuses(again) == dict.fromkeys(example.pipe.order, "cached")
-    assert {n: r.run_id for n, r in again.steps.items()} == {n: r.run_id for n, r in first.steps.items()}
+    assert {n: r.run_id for n, r in again.steps.items()} == {
+        n: r.run_id for n, r in first.steps.items()
+    }
     assert again.steps["register"].output == mv
     assert [v.version for v in workspace.model("iris-clf").versions()] == [1]
     assert list(workspace.runs("attributes.status = 'RUNNING'")) == []

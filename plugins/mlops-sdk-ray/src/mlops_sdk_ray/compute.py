@@ -433,27 +433,37 @@ class _Capture:
 
 
 class _TimeLimit:
-    """Stop the job's function after ``seconds`` (from the task's start) with ``TimeLimitExceeded``.
+    """Stop the job's function ``seconds`` after its run started, with ``TimeLimitExceeded``.
+
+    The clock starts when the run does (``start``), not with the task: a cold
+    worker's imports and the workspace's opening are not the job's time, and a
+    limit that fired before the run existed would leave no run to say why the
+    job failed. The driver's watch counts from the same moment.
 
     The exception is raised asynchronously in the task's thread, so it lands at
     the next Python instruction (a blocking call finishes first): the run then
     ends FAILED with the reason. The driver kills the task if that does not
-    happen within the cancel grace period.
+    happen within the cancel grace period. After ``stop`` returns no exception
+    is raised any more.
     """
 
     def __init__(self, seconds: float | None) -> None:
         self.seconds = seconds
-        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._started = False
 
-    def __enter__(self) -> _TimeLimit:
-        if self.seconds is not None:
-            self._target = threading.get_ident()
-            threading.Thread(target=self._watch, name="mlops-ray-timeout", daemon=True).start()
-        return self
+    def start(self) -> None:
+        """Start the clock in the calling thread (the job's); later calls do nothing."""
+        if self.seconds is None or self._started:
+            return
+        self._started = True
+        self._target = threading.get_ident()
+        threading.Thread(target=self._watch, name="mlops-ray-timeout", daemon=True).start()
 
     def _watch(self) -> None:
         assert self.seconds is not None
-        if self._stop.wait(self.seconds):
+        if self._stopped.wait(self.seconds):
             return
         import ctypes
 
@@ -465,12 +475,16 @@ class _TimeLimit:
             def __init__(self) -> None:
                 super().__init__(message)
 
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(self._target), ctypes.py_object(JobTimeLimit)
-        )
+        with self._lock:
+            if self._stopped.is_set():
+                return
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(self._target), ctypes.py_object(JobTimeLimit)
+            )
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped.set()
 
 
 def time_limit_text(seconds: float) -> str:
@@ -479,27 +493,40 @@ def time_limit_text(seconds: float) -> str:
 
 def run_job(spec_json: str, board: Any) -> str:
     """The body of a job's Ray task: ``execute_spec`` with reports to the board; returns the outcome as JSON."""
-    from mlops_sdk.compute.worker import execute_spec
+    from mlops_sdk.compute.worker import TimeLimitExceeded, execute_spec
 
     spec = json.loads(spec_json)
     job_id = spec["id"]
     outcome: dict[str, Any] = {}
 
+    timeout = (spec.get("resources") or {}).get("timeout")
+    limit = _TimeLimit(parse_duration(timeout) if timeout is not None else None)
+
     def report(**values: Any) -> None:
+        state = values.get("state")
+        if state == "RUNNING":  # the run exists: the job's time starts now
+            limit.start()
+        elif state is not None:  # the run has ended
+            limit.stop()
         # Fire and forget: a task blocked in ray.get hands its CPUs back to Ray, which
         # would start another job on them. Calls from one caller arrive in order.
         outcome.update(values)
         board.update.remote(job_id, values)
 
-    timeout = (spec.get("resources") or {}).get("timeout")
     old_cwd = os.getcwd()
     with _Capture(board, job_id) as capture:
         try:
             if spec.get("cwd") and os.path.isdir(spec["cwd"]):
                 os.chdir(spec["cwd"])
-            with _TimeLimit(parse_duration(timeout) if timeout is not None else None):
+            try:
                 outcome["exit_code"] = execute_spec(spec, report)
+            except TimeLimitExceeded:
+                # Raised just as the job ended (a race with stop()): what it reported stands.
+                if outcome.get("state") not in ("SUCCEEDED", "FAILED"):
+                    raise
+                outcome["exit_code"] = 0 if outcome["state"] == "SUCCEEDED" else 1
         finally:
+            limit.stop()
             os.chdir(old_cwd)
     outcome.setdefault("state", "FAILED")
     outcome["logs"] = capture.text
