@@ -29,6 +29,41 @@ def train_classifier(C: float = 1.0, n_samples: int = 300, seed: int = 0) -> dic
     return {"acc": acc, "val_loss": val_loss, "pid": os.getpid()}
 
 
+def rendezvous(folder: str, parties: int = 2, timeout: float = 60.0) -> dict[str, int]:
+    """Wait until ``parties`` jobs have started (the first ones wait for the others); return the most seen running at once.
+
+    Each job marks itself running, then arrived; it polls, counting running
+    jobs, until enough have arrived (or ``timeout``), then keeps running half a
+    second longer so that a job running beside it is counted. No clock and no
+    start-up time is compared, so a slow machine does not change the outcome.
+    """
+    import uuid
+    from pathlib import Path
+
+    running, arrived = Path(folder, "running"), Path(folder, "arrived")
+    running.mkdir(parents=True, exist_ok=True)
+    arrived.mkdir(parents=True, exist_ok=True)
+    me = running / uuid.uuid4().hex
+    me.touch()
+    (arrived / me.name).touch()
+    peak = 0
+    deadline = time.monotonic() + timeout
+    linger_until: float | None = None
+    try:
+        while True:
+            peak = max(peak, sum(1 for _ in running.iterdir()))
+            now = time.monotonic()
+            if linger_until is None and (
+                sum(1 for _ in arrived.iterdir()) >= parties or now > deadline
+            ):
+                linger_until = now + 0.5
+            if linger_until is not None and now > linger_until:
+                return {"peak": peak}
+            time.sleep(0.02)
+    finally:
+        me.unlink()
+
+
 def window(seconds: float = 1.0) -> dict[str, float]:
     """Busy for ``seconds``; returns when it ran, to check how many jobs overlapped."""
     start = time.time()
