@@ -116,3 +116,5 @@ def bench(session: nox.Session) -> None:
     _install(session, "evidently", "pandas<3")  # the drift benchmark's peer (evidently 0.7 needs pandas 2); here only
     session.run("python", str(ROOT / "bench" / "drift_bench.py"), "--out", str(out / "drift.json"), *quick)
     session.run("python", str(ROOT / "bench" / "pipeline_bench.py"), "--out", str(out / "pipeline.json"), *quick)
+    # needs a CUDA GPU (and a CUDA build of torch); elsewhere it says so and measures nothing
+    session.run("python", str(ROOT / "bench" / "gpu_logging_bench.py"), "--out", str(out / "gpu_logging.json"), *quick)

@@ -33,7 +33,7 @@ from mlops_sdk.errors import (
 from mlops_sdk.records import ArtifactEntry, Metric, RunRecord, RunStatus
 from mlops_sdk.validation import (
     MAX_STEP,
-    to_metric_value,
+    to_logged_metric,
     to_param_value,
     to_step,
     to_tag_value,
@@ -164,7 +164,9 @@ class Run:
         """Log one metric point. Returns at once; the write happens in the background.
 
         ``step`` defaults to one past the last step logged for ``key`` in this run.
-        NaN and ±inf are stored as they are.
+        NaN and ±inf are stored as they are. ``value`` may be a one-element torch
+        tensor, also on a GPU: it is read in the background, so logging
+        ``loss`` each step does not make the training loop wait for the GPU.
         """
         if not self._active:
             self._check_active()
@@ -173,7 +175,7 @@ class Run:
             if len(_checked_keys) < 100_000:
                 _checked_keys.add(key)
         if type(value) is not float:
-            value = to_metric_value(key, value)
+            value = to_logged_metric(key, value)
         if step is None:
             step = self._next_step.get(key, 0)
         elif type(step) is not int or step < 0 or step > MAX_STEP:

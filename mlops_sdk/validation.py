@@ -12,6 +12,7 @@ import json
 import math
 import operator
 import re
+import sys
 from typing import Any
 
 from mlops_sdk.errors import InvalidName, InvalidValue
@@ -33,7 +34,9 @@ def _check_text(kind: str, name: object, limit: int) -> str:
     if not name or not name.strip():
         raise InvalidName(f"{kind} must not be empty")
     if len(name) > limit:
-        raise InvalidName(f"{kind} is {len(name)} characters long; the limit is {limit}: {name[:40]!r}…")
+        raise InvalidName(
+            f"{kind} is {len(name)} characters long; the limit is {limit}: {name[:40]!r}…"
+        )
     if _CONTROL.search(name):
         raise InvalidName(f"{kind} contains a control character: {name!r}")
     if _SURROGATE.search(name):
@@ -99,13 +102,43 @@ def to_metric_value(key: str, value: object) -> float:
     if type(value) is float:
         return value
     if isinstance(value, (str, bytes, bytearray)) or value is None:
-        raise InvalidValue(f"metric {key!r} must be a number, got {type(value).__name__}: {value!r}")
+        raise InvalidValue(
+            f"metric {key!r} must be a number, got {type(value).__name__}: {value!r}"
+        )
     try:
         return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidValue(
             f"metric {key!r} must be a number, got {type(value).__name__}: {value!r}"
         ) from exc
+
+
+def to_logged_metric(key: str, value: object) -> Any:
+    """A metric value for the background writer: a float, or a snapshot of a torch scalar.
+
+    ``float(tensor)`` on a GPU waits until the GPU has finished everything queued
+    so far; done once per logged step it stalls the training loop. A torch
+    tensor is therefore not read here: its one element is copied on its own
+    device (queued like any kernel, so later in-place changes to the tensor do
+    not reach the copy), and the writer thread reads the copies of a whole
+    batch at once. The shape and dtype are checked now, without waiting. A
+    tensor in CPU memory is read at once (that costs nothing).
+    """
+    if type(value) is float:
+        return value
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(value, torch.Tensor):
+        return to_metric_value(key, value)
+    if value.numel() != 1:
+        raise InvalidValue(
+            f"metric {key!r} must be a single number, got a tensor of shape {tuple(value.shape)}; "
+            "log a reduction of it, such as tensor.mean()"
+        )
+    if value.dtype.is_complex:
+        raise InvalidValue(f"metric {key!r} must be a real number, got a {value.dtype} tensor")
+    if value.is_cpu:  # reading it costs nothing: no device to wait for
+        return float(value.detach() if value.requires_grad else value)
+    return value.detach().clone() if value.ndim == 0 else value.detach().reshape(()).clone()
 
 
 def to_step(key: str, step: object) -> int:
@@ -136,7 +169,9 @@ def to_timestamp(key: str, timestamp: object) -> float:
     try:
         value = float(timestamp)  # type: ignore[arg-type]
     except (TypeError, ValueError) as exc:
-        raise InvalidValue(f"timestamp of {key!r} must be seconds since the epoch: {timestamp!r}") from exc
+        raise InvalidValue(
+            f"timestamp of {key!r} must be seconds since the epoch: {timestamp!r}"
+        ) from exc
     if not math.isfinite(value) or isinstance(timestamp, bool):
         raise InvalidValue(f"timestamp of {key!r} must be a finite number, got {timestamp!r}")
     return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import textwrap
 import time
@@ -88,6 +89,17 @@ def killed_by_sigkill():
 
 def threads_env():
     return {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES")}
+
+
+def gpu_sum(n):
+    import torch
+
+    count = torch.cuda.device_count()
+    if count:
+        total = torch.arange(n, device="cuda", dtype=torch.float64).sum()
+        mlops.log_metric("total", total)
+        return {"devices": count, "total": float(total)}
+    return {"devices": 0}
 """
 
 
@@ -428,3 +440,18 @@ def test_a_backend_may_accept_its_own_resource_keys() -> None:
         validate_resources({"inputs": {"train": object()}}, backend_keys=("inputs",))
     with pytest.raises(InvalidValue, match="this compute backend takes cpus, gpus, memory, timeout, inputs"):
         validate_resources({"bogus": 1}, backend_keys=("inputs",))
+
+
+@pytest.mark.skipif(
+    not (importlib.util.find_spec("torch") and __import__("torch").cuda.is_available()), reason="needs a CUDA GPU"
+)
+def test_a_job_asking_for_a_gpu_gets_one_and_gpus_0_hides_them(
+    workspace: mlops.Workspace, jobs_module: ModuleType
+) -> None:
+    job = workspace.submit(jobs_module.gpu_sum, params={"n": 1000}, resources={"gpus": 1})
+    assert job.wait(timeout=300) is JobState.SUCCEEDED, job.logs()
+    assert job.result["devices"] >= 1 and job.result["total"] == 499500.0
+    assert job.run is not None and job.run.metrics["total"] == 499500.0
+    hidden = workspace.submit(jobs_module.gpu_sum, params={"n": 10}, resources={"gpus": 0})
+    assert hidden.wait(timeout=300) is JobState.SUCCEEDED, hidden.logs()
+    assert hidden.result == {"devices": 0}

@@ -76,7 +76,8 @@ class TorchFlavor(Flavor):
                 "the torch flavor needs input_example= (a batch of model input, e.g. X[:5]) to export the "
                 "model with torch.export"
             )
-        example = _example_tensor(obj, input_example)
+        obj = _on_cpu(obj)
+        example = _example_tensor(obj, input_example).cpu()
         path = Path(path)
         meta: dict[str, Any] = {
             "input": {
@@ -202,6 +203,28 @@ def _export(model: torch.nn.Module, example: torch.Tensor) -> Any:
         return torch.export.export(model, (example,), dynamic_shapes=({0: Dim("batch")},))
     finally:
         model.train(was_training)
+
+
+def _on_cpu(model: Any) -> Any:
+    """The model itself if it lives in CPU memory, else a CPU copy of it.
+
+    A model trained on a GPU is saved from CPU memory, so the package loads
+    anywhere, on a machine without a GPU too (and in the CPU-only serving
+    image); move the loaded module with ``.to("cuda")`` to predict on a GPU.
+    The caller's model stays where it is.
+    """
+    device = _device_of(model)
+    if device is None or device.type == "cpu":
+        return model
+    import copy
+
+    try:
+        return copy.deepcopy(model).cpu()
+    except Exception as exc:
+        raise FlavorError(
+            f"could not copy {type(model).__qualname__} from {device} to CPU memory to save it: {_short(exc)}; "
+            "move it with model.cpu() before logging it"
+        ) from exc
 
 
 def _param_dtype(model: Any) -> Any:

@@ -88,6 +88,7 @@ class BatchWriter:
         q = self._queue
         metrics, params, tags = batch.metrics, batch.params, batch.tags
         n = 0
+        tensors = False
         while n < _MAX_BATCH:
             try:
                 item = q.popleft()
@@ -96,12 +97,45 @@ class BatchWriter:
             kind = item[0]
             if kind == "m":
                 metrics.append(item[1:])
+                if type(item[3]) is not float:
+                    tensors = True
             elif kind == "p":
                 params.append(item[1:])
             else:
                 tags.append(item[1:])
             n += 1
+        if tensors:
+            batch.metrics[:] = self._read_tensors(metrics)
         return batch
+
+    def _read_tensors(self, metrics: list[Any]) -> list[Any]:
+        """Replace logged torch scalars by their values: one stack and one read per device and dtype.
+
+        A tensor that cannot be read (the GPU hit an error) is left out and
+        reported through :attr:`rejected`, so ``flush`` names it.
+        """
+        import torch
+
+        groups: dict[tuple[Any, Any], list[int]] = {}
+        for i, m in enumerate(metrics):
+            if type(m[2]) is not float:
+                groups.setdefault((m[2].device, m[2].dtype), []).append(i)
+        unreadable: set[int] = set()
+        for indices in groups.values():
+            try:
+                values = torch.stack([metrics[i][2] for i in indices]).tolist()
+            except Exception as exc:
+                unreadable.update(indices)
+                for i in indices:
+                    run_id, key, _, step, _ = metrics[i]
+                    self.rejected.append(
+                        f"{key!r} of run {run_id} at step {step}: could not read the tensor: {exc}"
+                    )
+                continue
+            for i, value in zip(indices, values, strict=True):
+                run_id, key, _, step, ts = metrics[i]
+                metrics[i] = (run_id, key, float(value), step, ts)
+        return [m for i, m in enumerate(metrics) if i not in unreadable] if unreadable else metrics
 
     def _write_once(self) -> bool:
         """Write one batch (the failed one first). Returns False when nothing was left."""
@@ -132,7 +166,11 @@ class BatchWriter:
                 item = (batch.metrics or batch.params or batch.tags)[0]
                 self.rejected.append(f"{item[1]!r} of run {item[0]}: {exc}")
             return
-        items = [("m", m) for m in batch.metrics] + [("p", p) for p in batch.params] + [("t", t) for t in batch.tags]
+        items = (
+            [("m", m) for m in batch.metrics]
+            + [("p", p) for p in batch.params]
+            + [("t", t) for t in batch.tags]
+        )
         half = len(items) // 2
         for part in (items[:half], items[half:]):
             sub = WriteBatch(
@@ -186,8 +224,12 @@ class BatchWriter:
                         target -= max(before - len(self._queue), 0)
                 rejected = self.take_rejected()
                 if rejected:
-                    shown = "; ".join(rejected[:5]) + (f"; and {len(rejected) - 5} more" if len(rejected) > 5 else "")
-                    raise InvalidValue(f"{self.store.uri} refused {len(rejected)} logged item(s): {shown}")
+                    shown = "; ".join(rejected[:5]) + (
+                        f"; and {len(rejected) - 5} more" if len(rejected) > 5 else ""
+                    )
+                    raise InvalidValue(
+                        f"{self.store.uri} refused {len(rejected)} logged item(s): {shown}"
+                    )
                 return
             except InvalidValue:
                 raise
