@@ -32,6 +32,11 @@ class MisbehavingStorage(FsspecStorage):
         super().__init__(fsspec.filesystem("memory"), f"/{name}", f"memory://{name}")
         self.before_put = lambda key, path: None
         self.puts: list[str] = []
+        self.gets: list[str] = []
+
+    def get_file(self, key: str, local_path: str | Path) -> None:
+        self.gets.append(key)
+        super().get_file(key, local_path)
 
     def put_file(self, key: str, local_path: str | Path) -> None:
         self.before_put(key, Path(local_path))
@@ -111,3 +116,41 @@ def test_an_upload_failing_part_way_keeps_only_whole_objects_and_the_retry_succe
     out = tmp_path / "out"
     store.materialize(result.manifest, list(result.manifest), out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == original
+
+
+def test_files_with_the_same_content_are_fetched_once_and_all_checked_out(tmp_path: Path) -> None:
+    """Twenty files share one object: it is downloaded once, verified, and copied to each of them."""
+    store, storage = _store(tmp_path)
+    storage.batch_concurrency = 8
+    src = tmp_path / "src"
+    src.mkdir()
+    same = bytes(range(256)) * 4096  # 1 MiB
+    for i in range(20):
+        (src / f"copy{i:02d}.bin").write_bytes(same)
+    (src / "other.bin").write_bytes(b"something else")
+    result = store.add(src, scan(src))
+    dest = tmp_path / "dest"
+    store.materialize(result.manifest, result.manifest.entries, dest, link="copy", source=result.source)
+    assert sorted(storage.gets) == sorted(set(storage.gets)) and len(storage.gets) == 2
+    for i in range(20):
+        assert (dest / f"copy{i:02d}.bin").read_bytes() == same
+    assert (dest / "other.bin").read_bytes() == b"something else"
+    assert not [p for p in dest.rglob("*.part")]
+
+
+def test_memory_storage_readers_do_not_share_a_position(tmp_path: Path) -> None:
+    """fsspec's memory file system hands out one file object per path; ours reads copies."""
+    from mlops_sdk.storage.fsspec_storage import open_memory
+
+    storage = open_memory(f"memory://{uuid.uuid4().hex}")
+    src = tmp_path / "obj"
+    src.write_bytes(b"0123456789" * 1000)
+    storage.put_file("objects/ab/cd", src)
+    first = storage.open("objects/ab/cd")
+    assert first.read(5) == b"01234"
+    second = storage.open("objects/ab/cd")
+    assert second.read(5) == b"01234"
+    assert first.read(5) == b"56789"
+    storage.get_file("objects/ab/cd", tmp_path / "copy")
+    assert (tmp_path / "copy").read_bytes() == src.read_bytes()
+    assert first.read() == src.read_bytes()[10:]

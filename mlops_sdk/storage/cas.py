@@ -481,22 +481,32 @@ class CasDatasetStore(DatasetStore):
                     target.parent.mkdir(parents=True, exist_ok=True)
                     made.add(target.parent)
                 items.append((entry, target, target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.part"))
+            # One download per object: files with the same content share it, and a copy
+            # is made locally once it is verified.
+            unique: dict[str, Path] = {}
+            for entry, _, tmp in items:
+                unique.setdefault(entry.digest, tmp)
             try:
                 try:
-                    self.objects.storage.get_files([(self.objects.key(e.digest), tmp) for e, _, tmp in items])
+                    self.objects.storage.get_files([(self.objects.key(d), tmp) for d, tmp in unique.items()])
                 except ObjectNotFound as exc:
-                    have = self.objects.present({e.digest for e in batch})
+                    have = self.objects.present(set(unique))
                     gone = next((e for e in batch if e.digest not in have), None)
                     if gone is not None:
                         raise self._missing_object(gone) from exc
                     raise
-                hashes = _map_chunked(lambda item: _hash_path(item[2]), items)
-                for (entry, target, tmp), digest in zip(items, hashes, strict=True):
-                    if digest != entry.digest:
+                hashes = _map_chunked(lambda item: _hash_path(item[1]), list(unique.items()))
+                for digest, got in zip(unique, hashes, strict=True):
+                    if got != digest:
+                        entry = next(e for e in batch if e.digest == digest)
                         raise IntegrityError(
-                            f"file {entry.path!r}: object {self.objects.key(entry.digest)} in {self.uri} is corrupted: "
+                            f"file {entry.path!r}: object {self.objects.key(digest)} in {self.uri} is corrupted: "
                             "its content does not match its hash; run `mlops verify`"
                         )
+                for entry, _, tmp in items:
+                    if tmp != unique[entry.digest]:
+                        shutil.copyfile(unique[entry.digest], tmp)
+                for entry, target, tmp in items:
                     os.chmod(tmp, 0o644)
                     os.replace(tmp, target)
                     progress(entry.size, 1)

@@ -9,6 +9,7 @@ that listings skip, then move it into place. Local folders move with
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import tempfile
@@ -282,10 +283,42 @@ def open_local(uri: str, *, root: Path | str = ".") -> LocalStorage:
     return LocalStorage(uri, root=root)
 
 
+class MemoryStorage(FsspecStorage):
+    """fsspec's in-memory file system, read through copies.
+
+    Its ``open`` hands every reader the same file object, so two threads
+    reading one key (a batch download of two files with the same content)
+    would move each other's position and read wrong bytes. Reads here take a
+    copy of the object's bytes instead.
+    """
+
+    def _read(self, key: str) -> bytes:
+        try:
+            return bytes(self.fs.cat_file(self._path(key)))
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            raise self._missing(key) from exc
+
+    def get_file(self, key: str, local_path: str | Path) -> None:
+        data = self._read(key)
+        dest = Path(local_path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, dest)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def open(self, key: str) -> BinaryIO:
+        return io.BytesIO(self._read(key))
+
+
 def open_memory(uri: str, *, root: Path | str = ".") -> FsspecStorage:
     """Factory registered for the ``memory`` scheme (one process only: tests, notebooks)."""
     import fsspec
 
     fs = fsspec.filesystem("memory")
     path = uri.split("://", 1)[1].strip("/") or "mlops"
-    return FsspecStorage(fs, f"/{path}", f"memory://{path}")
+    return MemoryStorage(fs, f"/{path}", f"memory://{path}")
