@@ -64,8 +64,8 @@ def tests(session: nox.Session) -> None:
         session.run("pytest", *args, env=env)
         return
     workers = "2" if (os.cpu_count() or 1) >= 2 else "0"
-    session.run("pytest", *paths, "-m", "not slow", "-n", workers, "-q", env=env)
-    session.run("pytest", *paths, "-m", "slow", "-q", env=env, success_codes=[0, 5])
+    session.run("pytest", *paths, "-m", "not slow", "-n", workers, "-q", "-rs", env=env)
+    session.run("pytest", *paths, "-m", "slow", "-q", "-rs", env=env, success_codes=[0, 5])
 
 
 @nox.session(python=PYTHON)
