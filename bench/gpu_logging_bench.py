@@ -189,6 +189,8 @@ def main() -> int:
     parser.add_argument("--loops", default="mlp-digits,transformer", help="which training loops, comma-separated")
     parser.add_argument("--no-mlflow", action="store_true", help="leave the MLflow variants out")
     args = parser.parse_args()
+    if args.out:
+        args.out = os.path.abspath(args.out)  # the script works in a temporary folder
     import torch
 
     global DEVICE

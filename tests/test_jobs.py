@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import textwrap
 import time
@@ -442,12 +441,12 @@ def test_a_backend_may_accept_its_own_resource_keys() -> None:
         validate_resources({"bogus": 1}, backend_keys=("inputs",))
 
 
-@pytest.mark.skipif(
-    not (importlib.util.find_spec("torch") and __import__("torch").cuda.is_available()), reason="needs a CUDA GPU"
-)
 def test_a_job_asking_for_a_gpu_gets_one_and_gpus_0_hides_them(
     workspace: mlops.Workspace, jobs_module: ModuleType
 ) -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
     job = workspace.submit(jobs_module.gpu_sum, params={"n": 1000}, resources={"gpus": 1})
     assert job.wait(timeout=300) is JobState.SUCCEEDED, job.logs()
     assert job.result["devices"] >= 1 and job.result["total"] == 499500.0

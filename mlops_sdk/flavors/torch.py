@@ -211,18 +211,27 @@ def _on_cpu(model: Any) -> Any:
     A model trained on a GPU is saved from CPU memory, so the package loads
     anywhere, on a machine without a GPU too (and in the CPU-only serving
     image); move the loaded module with ``.to("cuda")`` to predict on a GPU.
-    The caller's model stays where it is.
+    The caller's model stays where it is. Its tensors are copied straight to
+    CPU memory (no second copy on the GPU, which a large model would not fit),
+    and weights shared between layers stay shared.
     """
-    device = _device_of(model)
-    if device is None or device.type == "cpu":
-        return model
     import copy
 
+    import torch
+
+    tensors = [*model.parameters(), *model.buffers()]
+    if all(t.device.type == "cpu" for t in tensors):
+        return model
+    memo: dict[int, Any] = {}
+    for t in tensors:
+        if id(t) not in memo:
+            on_cpu = t.detach().cpu()
+            memo[id(t)] = torch.nn.Parameter(on_cpu, t.requires_grad) if isinstance(t, torch.nn.Parameter) else on_cpu
     try:
-        return copy.deepcopy(model).cpu()
+        return copy.deepcopy(model, memo).cpu()
     except Exception as exc:
         raise FlavorError(
-            f"could not copy {type(model).__qualname__} from {device} to CPU memory to save it: {_short(exc)}; "
+            f"could not copy {type(model).__qualname__} to CPU memory to save it: {_short(exc)}; "
             "move it with model.cpu() before logging it"
         ) from exc
 

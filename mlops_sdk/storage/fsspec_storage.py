@@ -295,21 +295,24 @@ class MemoryStorage(FsspecStorage):
     def _read(self, key: str) -> bytes:
         try:
             return bytes(self.fs.cat_file(self._path(key)))
-        except (FileNotFoundError, IsADirectoryError) as exc:
+        except FileNotFoundError as exc:
             raise self._missing(key) from exc
 
     def get_file(self, key: str, local_path: str | Path) -> None:
         data = self._read(key)
         dest = Path(local_path)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, dest)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, dest)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        except OSError as exc:
+            raise BackendError(f"storage {self.uri}: could not read {key!r} into {dest}: {exc}") from exc
 
     def open(self, key: str) -> BinaryIO:
         return io.BytesIO(self._read(key))

@@ -56,6 +56,7 @@ class BatchWriter:
         self._closed = False
         self.last_error: BaseException | None = None
         self.rejected: list[str] = []  # items the store refused outright, reported by flush()
+        self._drained = 0  # items the last drain took from the queue
         self._thread: threading.Thread | None = None
         self._start_thread()
         _writers.add(self)
@@ -106,12 +107,16 @@ class BatchWriter:
             n += 1
         if tensors:
             batch.metrics[:] = self._read_tensors(metrics)
+        self._drained = n
         return batch
 
     def _read_tensors(self, metrics: list[Any]) -> list[Any]:
         """Replace logged torch scalars by their values: one stack and one read per device and dtype.
 
-        A tensor that cannot be read (the GPU hit an error) is left out and
+        The device is synchronised first: a value copied on another CUDA stream
+        is then complete before this thread (on its own stream) reads it. If the
+        stack fails (the GPU is out of memory, say), each value is read on its
+        own; one that cannot be read (the GPU hit an error) is left out and
         reported through :attr:`rejected`, so ``flush`` names it.
         """
         import torch
@@ -121,20 +126,27 @@ class BatchWriter:
             if type(m[2]) is not float:
                 groups.setdefault((m[2].device, m[2].dtype), []).append(i)
         unreadable: set[int] = set()
-        for indices in groups.values():
+        for (device, _), indices in groups.items():
             try:
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
                 values = torch.stack([metrics[i][2] for i in indices]).tolist()
-            except Exception as exc:
-                unreadable.update(indices)
+            except Exception:
+                values = []
                 for i in indices:
-                    run_id, key, _, step, _ = metrics[i]
-                    self.rejected.append(
-                        f"{key!r} of run {run_id} at step {step}: could not read the tensor: {exc}"
-                    )
-                continue
+                    try:
+                        values.append(metrics[i][2].item())
+                    except Exception as exc:
+                        values.append(None)
+                        unreadable.add(i)
+                        run_id, key, _, step, _ = metrics[i]
+                        self.rejected.append(
+                            f"{key!r} of run {run_id} at step {step}: could not read the tensor: {exc}"
+                        )
             for i, value in zip(indices, values, strict=True):
-                run_id, key, _, step, ts = metrics[i]
-                metrics[i] = (run_id, key, float(value), step, ts)
+                if i not in unreadable:
+                    run_id, key, _, step, ts = metrics[i]
+                    metrics[i] = (run_id, key, float(value), step, ts)
         return [m for i, m in enumerate(metrics) if i not in unreadable] if unreadable else metrics
 
     def _write_once(self) -> bool:
@@ -143,9 +155,10 @@ class BatchWriter:
             return self._write_once_locked()
 
     def _write_once_locked(self) -> bool:
+        self._drained = 0
         batch = self._retry if self._retry is not None else self._drain()
         if not len(batch):
-            return False
+            return self._drained > 0  # items were taken but none is left to write (unreadable tensors)
         self._retry = batch
         try:
             self.store.write_batch(batch)
@@ -185,7 +198,8 @@ class BatchWriter:
 
     def take_rejected(self) -> list[str]:
         """Items the store refused since the last call (each with the store's reason)."""
-        out, self.rejected = self.rejected, []
+        with self._write_lock:  # the writer thread appends under this lock
+            out, self.rejected = self.rejected, []
         return out
 
     def _loop(self) -> None:

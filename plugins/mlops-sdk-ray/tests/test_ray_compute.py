@@ -272,6 +272,28 @@ def test_a_job_stuck_past_its_time_limit_is_killed_and_its_run_fails(workspace: 
     assert run is not None and run.status is RunStatus.FAILED
 
 
+def test_a_job_stuck_before_its_run_starts_is_killed_after_its_start_allowance(
+    ray_instance: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlops_ray_stuck_import as stuck
+    import mlops_sdk as mlops
+
+    monkeypatch.chdir(tmp_path)
+    ws = mlops.Workspace.open(tmp_path, compute="ray://local?start_allowance=1")
+    try:
+        started = time.monotonic()
+        job = ws.submit(stuck.quick, resources={"timeout": 1})
+        assert job.wait(timeout=120) is JobState.FAILED
+        assert time.monotonic() - started < 90
+        with pytest.raises(
+            JobError, match=r"did not start its run within 2 s .*start_allowance=1 s"
+        ):
+            job.result  # noqa: B018
+        assert job.run is None  # it never got as far as its run
+    finally:
+        ws.close()
+
+
 def test_one_process_uses_one_ray_cluster(ray_instance: Any) -> None:
     from mlops_sdk_ray.compute import RayCompute
 

@@ -14,7 +14,9 @@ URIs (the query string is optional):
 Other query parameters: ``namespace``, ``object_store_memory`` (bytes, local
 only), ``working_dir`` (shipped to the workers as the job's ``runtime_env``),
 ``cancel_grace`` (seconds a cancelled job gets to end its run before it is
-killed, default 3) and ``check_resources=false`` (skip the feasibility check,
+killed, default 3), ``start_allowance`` (seconds a job with a ``timeout``
+may take, beyond it, to start its run: imports and opening the workspace;
+default 120) and ``check_resources=false`` (skip the feasibility check,
 for autoscaling clusters).
 
 A job's task calls :func:`mlops_sdk.compute.worker.execute_spec`, the job body
@@ -56,6 +58,7 @@ POLL_SECONDS = 0.2
 LOG_PUSH_SECONDS = 0.5
 MAX_LOG_CHARS = 4_000_000  # the tail of a job's output that is kept
 DEFAULT_CANCEL_GRACE = 3.0
+DEFAULT_START_ALLOWANCE = 120.0  # beyond resources["timeout"], for a job to start its run
 KILL_WAIT_SECONDS = 30.0
 NODES_CACHE_SECONDS = 5.0
 
@@ -83,6 +86,7 @@ class RayTarget:
     namespace: str | None = None
     working_dir: str | None = None
     cancel_grace: float = DEFAULT_CANCEL_GRACE
+    start_allowance: float = DEFAULT_START_ALLOWANCE
     check_resources: bool = True
     reuse_workers: bool = False
 
@@ -109,7 +113,7 @@ def parse_uri(uri: str) -> RayTarget:
             raise ConfigError(f"{uri!r}: {key!r} is given twice")
         options[key] = value
     known = {
-        "num_cpus", "num_gpus", "object_store_memory", "namespace", "working_dir", "cancel_grace",
+        "num_cpus", "num_gpus", "object_store_memory", "namespace", "working_dir", "cancel_grace", "start_allowance",
         "check_resources", "reuse_workers",
     }  # fmt: skip
     unknown = sorted(set(options) - known)
@@ -155,6 +159,12 @@ def parse_uri(uri: str) -> RayTarget:
         raise ConfigError(f"{uri!r}: cancel_grace must be a number of seconds") from None
     if not math.isfinite(grace) or grace < 0:
         raise ConfigError(f"{uri!r}: cancel_grace must be a non-negative number of seconds")
+    try:
+        allowance = float(options.get("start_allowance", DEFAULT_START_ALLOWANCE))
+    except ValueError:
+        raise ConfigError(f"{uri!r}: start_allowance must be a number of seconds") from None
+    if not math.isfinite(allowance) or allowance < 0:
+        raise ConfigError(f"{uri!r}: start_allowance must be a non-negative number of seconds")
     return RayTarget(
         kind=kind,
         address=address,
@@ -164,6 +174,7 @@ def parse_uri(uri: str) -> RayTarget:
         namespace=options.get("namespace") or None,
         working_dir=options.get("working_dir") or None,
         cancel_grace=grace,
+        start_allowance=allowance,
         check_resources=_flag(uri, options, "check_resources", True),
         reuse_workers=_flag(uri, options, "reuse_workers", False),
     )
@@ -503,30 +514,38 @@ def run_job(spec_json: str, board: Any) -> str:
     limit = _TimeLimit(parse_duration(timeout) if timeout is not None else None)
 
     def report(**values: Any) -> None:
+        # Record first, then start or stop the clock: a time limit that lands inside
+        # stop() finds the outcome already recorded (run_job catches it below).
+        # Fire and forget: a task blocked in ray.get hands its CPUs back to Ray, which
+        # would start another job on them. Calls from one caller arrive in order.
+        outcome.update(values)
+        board.update.remote(job_id, values)
         state = values.get("state")
         if state == "RUNNING":  # the run exists: the job's time starts now
             limit.start()
         elif state is not None:  # the run has ended
             limit.stop()
-        # Fire and forget: a task blocked in ray.get hands its CPUs back to Ray, which
-        # would start another job on them. Calls from one caller arrive in order.
-        outcome.update(values)
-        board.update.remote(job_id, values)
 
+    board.update.remote(job_id, {"state": "STARTING"})  # the driver bounds the start-up from here
     old_cwd = os.getcwd()
     with _Capture(board, job_id) as capture:
         try:
             if spec.get("cwd") and os.path.isdir(spec["cwd"]):
                 os.chdir(spec["cwd"])
             try:
-                outcome["exit_code"] = execute_spec(spec, report)
+                try:
+                    outcome["exit_code"] = execute_spec(spec, report)
+                finally:
+                    limit.stop()  # inside the try: a limit that fires right now is caught below
             except TimeLimitExceeded:
-                # Raised just as the job ended (a race with stop()): what it reported stands.
+                # The limit fired as the job ended (after its run was recorded, or inside
+                # stop()). What the job reported stands; otherwise it failed on its limit.
+                limit.stop()
                 if outcome.get("state") not in ("SUCCEEDED", "FAILED"):
-                    raise
+                    assert limit.seconds is not None
+                    outcome.update(state="FAILED", error=time_limit_text(limit.seconds))
                 outcome["exit_code"] = 0 if outcome["state"] == "SUCCEEDED" else 1
         finally:
-            limit.stop()
             os.chdir(old_cwd)
     outcome.setdefault("state", "FAILED")
     outcome["logs"] = capture.text
@@ -596,6 +615,7 @@ class RayJob(JobHandle):
     def _watch(self) -> None:
         timeout = self.resources.timeout
         started: float | None = None
+        starting: float | None = None
         while True:
             try:
                 ready, _ = ray.wait([self.ref], timeout=POLL_SECONDS)
@@ -605,13 +625,30 @@ class RayJob(JobHandle):
                 break
             if timeout is not None:
                 # The task stops itself at its time limit; kill it if it cannot (stuck in a blocking call).
-                if started is None and self._live().get("state") == "RUNNING":
-                    started = time.monotonic()
-                if (
-                    started is not None
-                    and time.monotonic() - started > timeout + self.backend.target.cancel_grace + 1
-                ):
+                # Before its run starts (imports, opening the workspace) it gets the limit plus
+                # the start-up allowance, counted from when its task started.
+                now = time.monotonic()
+                if started is None:
+                    state = self._live().get("state")
+                    if state == "RUNNING":
+                        started = now
+                    elif state == "STARTING" and starting is None:
+                        starting = now
+                grace = self.backend.target.cancel_grace + 1
+                allowance = self.backend.target.start_allowance
+                if started is not None and now - started > timeout + grace:
                     self._failure = time_limit_text(timeout)
+                elif (
+                    started is None
+                    and starting is not None
+                    and now - starting > timeout + allowance + grace
+                ):
+                    self._failure = (
+                        f"the job did not start its run within {timeout + allowance:g} s of its Ray task "
+                        f"starting (resources['timeout'] plus start_allowance={allowance:g} s for imports "
+                        "and opening the workspace)"
+                    )
+                if self._failure:
                     with contextlib.suppress(Exception):
                         ray.cancel(self.ref, force=True)
                     break
