@@ -98,6 +98,17 @@ def _flag(uri: str, options: Mapping[str, str], key: str, default: bool) -> bool
     return value in ("true", "1", "yes")
 
 
+def _seconds(uri: str, options: Mapping[str, str], key: str, default: float) -> float:
+    """A URI option that is a non-negative number of seconds."""
+    try:
+        value = float(options.get(key, default))
+    except ValueError:
+        raise ConfigError(f"{uri!r}: {key} must be a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{uri!r}: {key} must be a non-negative number of seconds")
+    return value
+
+
 def parse_uri(uri: str) -> RayTarget:
     """``ray://local?num_cpus=2`` → :class:`RayTarget`; a bad URI raises ``ConfigError``."""
     scheme, sep, rest = uri.partition("://")
@@ -153,18 +164,8 @@ def parse_uri(uri: str) -> RayTarget:
                 raise ConfigError(
                     f"{uri!r}: {key} applies to ray://local only (a cluster has its own resources)"
                 )
-    try:
-        grace = float(options.get("cancel_grace", DEFAULT_CANCEL_GRACE))
-    except ValueError:
-        raise ConfigError(f"{uri!r}: cancel_grace must be a number of seconds") from None
-    if not math.isfinite(grace) or grace < 0:
-        raise ConfigError(f"{uri!r}: cancel_grace must be a non-negative number of seconds")
-    try:
-        allowance = float(options.get("start_allowance", DEFAULT_START_ALLOWANCE))
-    except ValueError:
-        raise ConfigError(f"{uri!r}: start_allowance must be a number of seconds") from None
-    if not math.isfinite(allowance) or allowance < 0:
-        raise ConfigError(f"{uri!r}: start_allowance must be a non-negative number of seconds")
+    grace = _seconds(uri, options, "cancel_grace", DEFAULT_CANCEL_GRACE)
+    allowance = _seconds(uri, options, "start_allowance", DEFAULT_START_ALLOWANCE)
     return RayTarget(
         kind=kind,
         address=address,
