@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import mlops_sdk as mlops
-import numpy as np
 import pytest
 from mlops_sdk.testing.cloud_servers import AzuriteServer, ServerUnavailable, environ
+from mlops_sdk.testing.quickstart import check_quickstart_results, run_quickstart
 
 QUICKSTART = Path(__file__).resolve().parents[3] / "examples" / "quickstart.py"
 CONTAINER = "quickstart"
@@ -43,23 +41,12 @@ def test_quickstart_runs_unchanged_on_azure_blob(azurite_env: dict[str, str], tm
     service = BlobServiceClient.from_connection_string(azurite_env["AZURE_STORAGE_CONNECTION_STRING"])
     container = service.create_container(CONTAINER)
     storage = f"az://{CONTAINER}/runs"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
-    env.update(azurite_env, MLOPS_STORAGE=storage)
-    proc = subprocess.run(
-        [sys.executable, str(QUICKSTART)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "3 runs in experiment 'quickstart', best first:" in proc.stdout
-    assert f"in {storage}" in proc.stdout
+    stdout = run_quickstart(QUICKSTART, tmp_path, {**azurite_env, "MLOPS_STORAGE": storage})
+    assert f"in {storage}" in stdout
 
     names = [b.name for b in container.list_blobs(name_starts_with="runs/")]
     assert any(n.startswith("runs/objects/") for n in names)
     assert not any("/.tmp/" in n for n in names)
     shutil.rmtree(tmp_path / ".mlops" / "cache", ignore_errors=True)  # nothing local: bytes must come from Azure
     with environ(azurite_env), mlops.Workspace.open(tmp_path, storage=storage) as ws:
-        data = ws.dataset("breast-cancer").latest
-        table = np.loadtxt(data.open("breast_cancer.csv"), delimiter=",")
-        assert table.shape == (569, 31)
-        production = ws.model("breast-cancer-clf").alias("production")
-        predictions = production.predict(table[:20, :-1])
-        assert (np.asarray(predictions) == table[:20, -1]).mean() >= 0.9
+        check_quickstart_results(ws)

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import mlops_sdk as mlops
-import numpy as np
 import pytest
 from mlops_sdk.testing.cloud_servers import MotoServer, ServerUnavailable, environ
+from mlops_sdk.testing.quickstart import check_quickstart_results, run_quickstart
 
 QUICKSTART = Path(__file__).resolve().parents[3] / "examples" / "quickstart.py"
 BUCKET = "quickstart-bucket"
@@ -43,14 +41,8 @@ def test_quickstart_runs_unchanged_on_s3(moto_env: dict[str, str], tmp_path: Pat
     with environ(moto_env):
         boto3.client("s3").create_bucket(Bucket=BUCKET)
     storage = f"s3://{BUCKET}/quickstart"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
-    env.update(moto_env, MLOPS_STORAGE=storage)
-    proc = subprocess.run(
-        [sys.executable, str(QUICKSTART)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "3 runs in experiment 'quickstart', best first:" in proc.stdout
-    assert f"in {storage}" in proc.stdout
+    stdout = run_quickstart(QUICKSTART, tmp_path, {**moto_env, "MLOPS_STORAGE": storage})
+    assert f"in {storage}" in stdout
 
     with environ(moto_env):
         keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="quickstart/")["Contents"]]
@@ -58,9 +50,4 @@ def test_quickstart_runs_unchanged_on_s3(moto_env: dict[str, str], tmp_path: Pat
         assert not any("/.tmp/" in k for k in keys)
         shutil.rmtree(tmp_path / ".mlops" / "cache", ignore_errors=True)  # nothing local: bytes must come from S3
         with mlops.Workspace.open(tmp_path, storage=storage) as ws:
-            data = ws.dataset("breast-cancer").latest
-            table = np.loadtxt(data.open("breast_cancer.csv"), delimiter=",")
-            assert table.shape == (569, 31)
-            production = ws.model("breast-cancer-clf").alias("production")
-            predictions = production.predict(table[:20, :-1])
-            assert (np.asarray(predictions) == table[:20, -1]).mean() >= 0.9
+            check_quickstart_results(ws)
