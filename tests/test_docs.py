@@ -34,19 +34,14 @@ def _page_servers(text: str) -> Iterator[dict[str, str]]:
     env: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
         for name in SERVER.findall(text):
-            try:
-                if name == "moto":
-                    env.update(stack.enter_context(cloud_servers.MotoServer.start()).env())
-                    # nothing of the developer's own AWS setup: its endpoints or profiles would win
-                    env.update(AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
-                elif name == "azurite":
-                    env.update(stack.enter_context(cloud_servers.AzuriteServer.start()).env())
-                else:
-                    raise AssertionError(f"unknown docs-test server {name!r}")
-            except cloud_servers.ServerUnavailable as exc:
-                if os.environ.get("CI") == "true":
-                    raise
-                pytest.skip(f"{name}: {exc}")
+            if name == "moto":
+                env.update(stack.enter_context(cloud_servers.start_or_skip(cloud_servers.MotoServer.start)).env())
+                # nothing of the developer's own AWS setup: its endpoints or profiles would win
+                env.update(AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+            elif name == "azurite":
+                env.update(stack.enter_context(cloud_servers.start_or_skip(cloud_servers.AzuriteServer.start)).env())
+            else:
+                raise AssertionError(f"unknown docs-test server {name!r}")
         yield env
 
 

@@ -30,8 +30,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "AZURITE_ACCOUNT",
@@ -40,6 +41,7 @@ __all__ = [
     "MotoServer",
     "ServerUnavailable",
     "free_port",
+    "start_or_skip",
 ]
 
 HOST = "127.0.0.1"
@@ -49,8 +51,28 @@ AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1
 _REPO = Path(__file__).resolve().parents[2]
 
 
+_S = TypeVar("_S")
+
+
 class ServerUnavailable(Exception):
     """The server program is missing or did not start."""
+
+
+def start_or_skip(start: Callable[[], _S]) -> _S:
+    """``start()`` a server for a test; when it is unavailable, skip the test, or fail it under ``CI=true``.
+
+    On a developer's machine a missing emulator skips the tests that need it,
+    with the reason; CI installs every emulator, so there a missing one is a
+    broken build, never a silent skip.
+    """
+    try:
+        return start()
+    except ServerUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        import pytest
+
+        pytest.skip(f"server unavailable: {exc}")
 
 
 def free_port() -> int:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 from aws_testutil import IMAGE, ROLE, aws
-from mlops_sdk.testing.cloud_servers import MotoServer, ServerUnavailable, environ
+from mlops_sdk.testing.cloud_servers import MotoServer, environ, start_or_skip
 from mlops_sdk.testing.isolation import isolated
 
 from mlops_sdk_aws.moto_server import SageMakerMotoServer
@@ -23,12 +23,7 @@ from mlops_sdk_aws.moto_server import SageMakerMotoServer
 
 @pytest.fixture(scope="session")
 def moto() -> Iterator[MotoServer]:
-    try:
-        server = SageMakerMotoServer.start()
-    except ServerUnavailable as exc:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(f"moto server unavailable: {exc}")
+    server = start_or_skip(SageMakerMotoServer.start)
     with environ(server.env()):
         yield server
     server.close()

@@ -19,20 +19,14 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from mlops_sdk.testing.cloud_servers import AzuriteServer, ServerUnavailable
+from mlops_sdk.testing.cloud_servers import AzuriteServer, start_or_skip
 from mlops_sdk.testing.isolation import isolated
 
 
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[AzuriteServer]:
     """Azurite's Blob service; skipped when Azurite is not installed (failed in CI)."""
-    try:
-        server = AzuriteServer.start()
-    except ServerUnavailable as exc:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(f"Azurite unavailable: {exc}")
-    with server:
+    with start_or_skip(AzuriteServer.start) as server:
         yield server
 
 

@@ -9,33 +9,19 @@ production model back from Blob storage.
 
 from __future__ import annotations
 
-import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import mlops_sdk as mlops
-import pytest
-from mlops_sdk.testing.cloud_servers import AzuriteServer, ServerUnavailable, environ
+from mlops_sdk.testing.cloud_servers import AzuriteServer, environ
 from mlops_sdk.testing.quickstart import check_quickstart_results, run_quickstart
 
 QUICKSTART = Path(__file__).resolve().parents[3] / "examples" / "quickstart.py"
 CONTAINER = "quickstart"
 
 
-@pytest.fixture(scope="module")
-def azurite_env() -> Iterator[dict[str, str]]:
-    try:
-        server = AzuriteServer.start()
-    except ServerUnavailable as exc:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(str(exc))
-    with server:
-        yield server.env()
-
-
-def test_quickstart_runs_unchanged_on_azure_blob(azurite_env: dict[str, str], tmp_path: Path) -> None:
+def test_quickstart_runs_unchanged_on_azure_blob(azurite: AzuriteServer, tmp_path: Path) -> None:
+    azurite_env = azurite.env()
     from azure.storage.blob import BlobServiceClient
 
     service = BlobServiceClient.from_connection_string(azurite_env["AZURE_STORAGE_CONNECTION_STRING"])

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mlops_sdk.testing.cloud_servers import MotoServer, environ
+from mlops_sdk.testing.cloud_servers import MotoServer, environ, start_or_skip
 from mlops_sdk.testing.isolation import isolated
-from s3_testutil import start_moto
 
 HERE = Path(__file__).resolve().parent
 SLOW = {  # > ~5 s each on 2 cores
@@ -37,7 +36,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def moto() -> Iterator[MotoServer]:
-    server = start_moto()
+    server = start_or_skip(MotoServer.start)
     with environ(server.env()):
         yield server
     server.close()

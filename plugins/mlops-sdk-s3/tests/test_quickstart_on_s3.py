@@ -9,33 +9,19 @@ loads the production model back from S3.
 
 from __future__ import annotations
 
-import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import mlops_sdk as mlops
-import pytest
-from mlops_sdk.testing.cloud_servers import MotoServer, ServerUnavailable, environ
+from mlops_sdk.testing.cloud_servers import MotoServer, environ
 from mlops_sdk.testing.quickstart import check_quickstart_results, run_quickstart
 
 QUICKSTART = Path(__file__).resolve().parents[3] / "examples" / "quickstart.py"
 BUCKET = "quickstart-bucket"
 
 
-@pytest.fixture(scope="module")
-def moto_env() -> Iterator[dict[str, str]]:
-    try:
-        server = MotoServer.start()
-    except ServerUnavailable as exc:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(str(exc))
-    with server:
-        yield server.env()
-
-
-def test_quickstart_runs_unchanged_on_s3(moto_env: dict[str, str], tmp_path: Path) -> None:
+def test_quickstart_runs_unchanged_on_s3(moto: MotoServer, tmp_path: Path) -> None:
+    moto_env = moto.env()
     import boto3
 
     with environ(moto_env):

@@ -16,9 +16,8 @@ from mlops_sdk.errors import (
     ObjectNotFound,
 )
 from mlops_sdk.plugins import create_backend
-from mlops_sdk.testing.cloud_servers import MotoServer
+from mlops_sdk.testing.cloud_servers import MotoServer, start_or_skip
 from mlops_sdk.testing.fault_proxy import FaultProxy
-from s3_testutil import start_moto
 
 from mlops_sdk_s3.storage import MULTIPART_THRESHOLD, S3Storage
 
@@ -95,7 +94,7 @@ def test_server_down_is_a_backend_error_naming_the_storage(proxy: FaultProxy, bu
 
 @pytest.fixture(scope="module")
 def moto_with_auth() -> Iterator[MotoServer]:
-    server = start_moto(env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
+    server = start_or_skip(lambda: MotoServer.start(env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"}))
     yield server
     server.close()
 
